@@ -1,0 +1,97 @@
+"""The cell contract and the small helpers every cell shares.
+
+Glossary of dimension letters used in docstrings:
+  b batch, t time, d input features, h hidden units, g gates, p projection size.
+
+A cell is a frozen dataclass of hyper-parameters plus four pure functions:
+
+  init(key, dtype)                 -> params           (a pytree of arrays)
+  initial_carry(batch_shape, dtype) -> carry            (zeros)
+  project(params, xs)              -> xp               ([..., d] -> pytree of [..., h]; time-parallel)
+  step(params, carry, xp_t)        -> (carry, y_t)      (one time step; a `lax.scan` body)
+
+`project` holds every computation that depends on the input only (one matmul for all
+steps), so the sequential `step` does just the recurrent work. `project` is
+element-wise over leading axes: the scan engine calls it on `[time, batch, d]`.
+Cells never see padding, lengths or direction: the engine (`gatedrnn.scan`) owns those.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+Params = dict[str, Any]
+Carry = Any
+
+
+def check_positive_int(owner: str, name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{owner}.{name} must be a positive integer, got {value!r}")
+
+
+def check_choice(owner: str, name: str, value: Any, valid) -> None:
+    if value not in valid:
+        raise ValueError(f"{owner}.{name}={value!r} is not valid; choose one of {sorted(valid)}")
+
+
+def uniform(key: jax.Array, shape: tuple[int, ...], scale: float, dtype) -> jax.Array:
+    """U(-scale, scale), PyTorch's default RNN init with scale = 1/sqrt(hidden)."""
+    return jax.random.uniform(key, shape, dtype, -scale, scale)
+
+
+def expand(v: jax.Array, like: jax.Array) -> jax.Array:
+    """v [...] with leading singleton axes up to like's rank and like's dtype (explicit broadcasting)."""
+    return v.astype(like.dtype).reshape((1,) * (like.ndim - v.ndim) + v.shape)
+
+
+def gate_matmul(x: jax.Array, w: jax.Array) -> tuple[jax.Array, ...]:
+    """One matmul for all gates: x [..., k], w [k, g, h] -> g arrays of [..., h]."""
+    y = jnp.einsum("...k,kgh->g...h", x, w.astype(x.dtype))
+    return tuple(y[i] for i in range(w.shape[1]))
+
+
+def layer_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, eps: float = 1e-5) -> jax.Array:
+    """LayerNorm over the last axis; statistics in float32 whatever the compute dtype."""
+    x32 = x.astype(jnp.float32)
+    mean = jnp.mean(x32, axis=-1, keepdims=True)
+    var = jnp.mean(jnp.square(x32 - mean), axis=-1, keepdims=True)
+    y = (x32 - mean) * jax.lax.rsqrt(var + eps)
+    return (y * expand(scale, y) + expand(bias, y)).astype(x.dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """Base of every cell: sizes, validation, zero carry of shape [*batch, hidden]."""
+
+    input_size: int
+    hidden_size: int
+
+    def __post_init__(self):
+        name = type(self).__name__
+        check_positive_int(name, "input_size", self.input_size)
+        check_positive_int(name, "hidden_size", self.hidden_size)
+
+    @property
+    def output_size(self) -> int:
+        return self.hidden_size
+
+    @property
+    def init_scale(self) -> float:
+        return 1.0 / math.sqrt(self.hidden_size)
+
+    def initial_carry(self, batch_shape: tuple[int, ...], dtype=jnp.float32) -> Carry:
+        return jnp.zeros((*batch_shape, self.hidden_size), dtype)
+
+    def init(self, key: jax.Array, dtype=jnp.float32) -> Params:
+        raise NotImplementedError
+
+    def project(self, params: Params, xs: jax.Array):
+        raise NotImplementedError
+
+    def step(self, params: Params, carry: Carry, xp) -> tuple[Carry, jax.Array]:
+        raise NotImplementedError

@@ -1,0 +1,157 @@
+"""The one scan engine: runs any cell over `[batch, time, features]`.
+
+Lengths and padding, reversal, unroll and rematerialization live here and nowhere
+else. The cell's input projection runs once over the whole sequence, outside the loop;
+`lax.scan` then runs only the recurrent step.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gatedrnn.cells.base import Cell, Carry, Params
+
+
+def flip_sequences(xs: jax.Array, seq_lengths: jax.Array | None) -> jax.Array:
+    """Reverses each sequence within its own length; padding stays where it is.
+
+    xs [batch, time, ...], seq_lengths [batch] or None (all full length).
+    Position t < L maps to L - 1 - t; t >= L maps to itself, so flipping twice is the identity.
+    """
+    if seq_lengths is None:
+        return jnp.flip(xs, axis=1)
+    t = jnp.arange(xs.shape[1], dtype=seq_lengths.dtype)[None, :]
+    lengths = seq_lengths[:, None]
+    idx = jnp.where(t < lengths, lengths - 1 - t, t)
+    idx = idx.reshape(idx.shape + (1,) * (xs.ndim - 2))
+    return jnp.take_along_axis(xs, idx, axis=1)
+
+
+def _check_lengths(seq_lengths, batch: int, time: int) -> jax.Array:
+    lengths = jnp.asarray(seq_lengths)
+    if lengths.shape != (batch,) or not jnp.issubdtype(lengths.dtype, jnp.integer):
+        raise ValueError(
+            f"seq_lengths must be integers of shape [batch]=({batch},), got shape {lengths.shape} dtype {lengths.dtype}"
+        )
+    if not isinstance(lengths, jax.core.Tracer):
+        concrete = np.asarray(lengths)
+        if concrete.size and (concrete.min() < 0 or concrete.max() > time):
+            raise ValueError(f"seq_lengths must lie in [0, time={time}], got min {concrete.min()} max {concrete.max()}")
+    return lengths.astype(jnp.int32)
+
+
+def _remat_chunk(remat: bool | int | str, time: int) -> int:
+    if remat is True or remat == "sqrt":
+        return max(1, math.isqrt(max(time - 1, 0)) + 1)
+    if isinstance(remat, bool) or not isinstance(remat, int) or remat <= 0:
+        raise ValueError(f"remat must be False, True, 'sqrt' or a positive chunk length, got {remat!r}")
+    return remat
+
+
+def _where(mask: jax.Array, new: Any, old: Any) -> Any:
+    """Per-example select over pytrees: mask [batch] picks new, else old."""
+
+    def pick(n, o):
+        return jnp.where(mask.reshape(mask.shape + (1,) * (n.ndim - 1)), n, o)
+
+    return jax.tree.map(pick, new, old)
+
+
+def _cast_floats(tree: Any, dtype) -> Any:
+    return jax.tree.map(lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
+
+
+def scan_cell(
+    cell: Cell,
+    params: Params,
+    xs: jax.Array,
+    *,
+    initial_carry: Carry | None = None,
+    seq_lengths: jax.Array | None = None,
+    reverse: bool = False,
+    unroll: int | bool = 1,
+    remat: bool | int | str = False,
+    dtype: Any = None,
+) -> tuple[jax.Array, Carry]:
+    """Runs `cell` over a batch of sequences.
+
+    Args:
+      cell: any cell (see `gatedrnn.cells`).
+      params: the cell's params pytree.
+      xs: [batch, time, cell.input_size].
+      initial_carry: the cell's carry for a [batch] of sequences; zeros by default.
+      seq_lengths: [batch] int, valid steps per sequence. The carry stops at each
+        sequence's end (the returned carry is its last valid one) and outputs at padded
+        positions are exactly zero. None means every sequence is full length.
+      reverse: run each sequence from its last valid step to its first; outputs are
+        returned in the original time order.
+      unroll: `lax.scan` unroll factor.
+      remat: False; True or "sqrt" to checkpoint every ceil(sqrt(T)) steps; or a chunk
+        length. Backward memory for the step residuals grows as O(T / chunk + chunk).
+      dtype: compute dtype (e.g. jnp.bfloat16); params and inputs are cast to it. None
+        keeps the input's dtype.
+
+    Returns:
+      (ys [batch, time, cell.output_size], final carry).
+    """
+    if xs.ndim != 3 or xs.shape[-1] != cell.input_size:
+        raise ValueError(
+            f"xs must have shape [batch, time, {cell.input_size}] for {type(cell).__name__}, got {tuple(xs.shape)}"
+        )
+    batch, time = xs.shape[:2]
+    if dtype is not None:
+        params, xs = _cast_floats(params, dtype), xs.astype(dtype)
+    if seq_lengths is not None:
+        seq_lengths = _check_lengths(seq_lengths, batch, time)
+    carry = cell.initial_carry((batch,), xs.dtype) if initial_carry is None else initial_carry
+    carry = _cast_floats(carry, xs.dtype)
+
+    if reverse:
+        xs = flip_sequences(xs, seq_lengths)
+    xp = cell.project(params, jnp.swapaxes(xs, 0, 1))  # leaves [time, batch, ...]
+
+    mask = None if seq_lengths is None else jnp.arange(time, dtype=jnp.int32)[:, None] < seq_lengths[None, :]
+    chunk = _remat_chunk(remat, time) if remat else None
+    if chunk is not None and time % chunk and mask is None:
+        mask = jnp.ones((time, batch), bool)  # padded tail steps must not move the carry
+
+    def body(carry, inputs):
+        xp_t, mask_t = inputs
+        new_carry, y = cell.step(params, carry, xp_t)
+        if mask_t is not None:
+            new_carry = _where(mask_t, new_carry, carry)
+            y = _where(mask_t, y, jnp.zeros_like(y))
+        return new_carry, y
+
+    if chunk is None:
+        carry, ys = jax.lax.scan(body, carry, (xp, mask), unroll=unroll)
+    else:
+        carry, ys = _chunked_scan(body, carry, (xp, mask), time, chunk, unroll)
+
+    ys = jnp.swapaxes(ys, 0, 1)
+    if reverse:
+        ys = flip_sequences(ys, seq_lengths)
+    return ys, carry
+
+
+def _chunked_scan(body, carry, xs, time: int, chunk: int, unroll):
+    """Scan of checkpointed chunks: saves the carry every `chunk` steps, recomputes inside."""
+    num_chunks = -(-time // chunk)
+    pad = num_chunks * chunk - time
+
+    def split(a):
+        a = jnp.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1))  # padded steps are masked out
+        return a.reshape((num_chunks, chunk) + a.shape[1:])
+
+    @jax.checkpoint
+    def chunk_body(carry, xs_chunk):
+        return jax.lax.scan(body, carry, xs_chunk, unroll=unroll)
+
+    carry, ys = jax.lax.scan(chunk_body, carry, jax.tree.map(split, xs))
+    ys = ys.reshape((num_chunks * chunk,) + ys.shape[2:])[:time]
+    return carry, ys
