@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Callable, Iterator
 
+import jax
 import optax
 from flax import nnx
 
@@ -15,7 +16,8 @@ def fit(model: nnx.Module, loss_fn: Callable, batches: Callable[[int], object], 
     @nnx.jit
     def train_step(model, optimizer, batch):
         loss, grads = nnx.value_and_grad(loss_fn)(model, batch)
-        optimizer.update(model, grads)
+        with jax.numpy_dtype_promotion("standard"):  # optax 0.2.8's adam computes `b1 ** count` (float ** int32)
+            optimizer.update(model, grads)
         return loss
 
     model.train()
