@@ -56,8 +56,8 @@ def gate_matmul(x: jax.Array, w: jax.Array) -> tuple[jax.Array, ...]:
 
 
 def layer_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, eps: float = 1e-5) -> jax.Array:
-    """LayerNorm over the last axis; statistics in float32 whatever the compute dtype."""
-    x32 = x.astype(jnp.float32)
+    """LayerNorm over the last axis; statistics in at least float32 whatever the compute dtype."""
+    x32 = x.astype(jnp.float64 if x.dtype == jnp.float64 else jnp.float32)
     mean = jnp.mean(x32, axis=-1, keepdims=True)
     var = jnp.mean(jnp.square(x32 - mean), axis=-1, keepdims=True)
     y = (x32 - mean) * jax.lax.rsqrt(var + eps)

@@ -1,0 +1,117 @@
+"""NumPy transcriptions of the cells' equations, step by step, as written in the papers.
+
+Independent of the JAX code: plain float64 loops over one sequence, no shared helpers.
+Each function takes the params dict (as numpy) and one sequence x [time, d] and returns
+(ys [time, out], final carry).
+"""
+
+import numpy as np
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def ln(x, g, b, eps=1e-5):
+    mu = x.mean(-1, keepdims=True)
+    var = ((x - mu) ** 2).mean(-1, keepdims=True)
+    return (x - mu) / np.sqrt(var + eps) * g + b
+
+
+def lstm_greff(p, x, cell):
+    """Greff et al. 2017, Sec. 2 (vanilla LSTM), with the peephole/CIFG/LSTMP/LN options."""
+    h_size = cell.hidden_size
+    c = np.zeros(h_size)
+    y = np.zeros(cell.proj_size or h_size)
+    names = ["f", "z", "o"] if cell.cifg else ["i", "f", "z", "o"]
+    W = {n: p["w"][:, k] for k, n in enumerate(names)}
+    R = {n: p["r"][:, k] for k, n in enumerate(names)}
+    b = {n: (p["b"][k] if cell.bias else 0.0) for k, n in enumerate(names)}
+    P = {n: p.get(f"p_{n}", np.zeros(h_size)) if cell.peephole else np.zeros(h_size) for n in "ifo"}
+    ys = []
+    for x_t in x:
+        def pre(n):
+            wx, ry = x_t @ W[n], y @ R[n]
+            if cell.layer_norm:
+                k = names.index(n)
+                wx = ln(wx, p["ln_x_scale"][k], p["ln_x_bias"][k])
+                ry = ln(ry, p["ln_r_scale"][k], p["ln_r_bias"][k])
+            return wx + ry + b[n]
+
+        z = np.tanh(pre("z"))
+        f = sigmoid(pre("f") + P["f"] * c)
+        i = 1.0 - f if cell.cifg else sigmoid(pre("i") + P["i"] * c)
+        c = z * i + c * f
+        o = sigmoid(pre("o") + P["o"] * c)
+        c_hat = ln(c, p["ln_c_scale"], p["ln_c_bias"]) if cell.layer_norm else c
+        y = np.tanh(c_hat) * o
+        if cell.proj_size:
+            y = y @ p["w_proj"]
+        ys.append(y)
+    return np.stack(ys), (c, y)
+
+
+def gru(p, x, cell):
+    """Cho et al. 2014 (reset before R_n) or PyTorch's form (reset after R_n)."""
+    h = np.zeros(cell.hidden_size)
+    bx = p["b_x"] if cell.bias else np.zeros((3, cell.hidden_size))
+    bh = p["b_h"] if (cell.bias and cell.reset_after) else np.zeros((3, cell.hidden_size))
+    ys = []
+    for x_t in x:
+        r = sigmoid(x_t @ p["w"][:, 0] + bx[0] + h @ p["r"][:, 0] + bh[0])
+        z = sigmoid(x_t @ p["w"][:, 1] + bx[1] + h @ p["r"][:, 1] + bh[1])
+        if cell.reset_after:
+            n = np.tanh(x_t @ p["w"][:, 2] + bx[2] + r * (h @ p["r"][:, 2] + bh[2]))
+        else:
+            n = np.tanh(x_t @ p["w"][:, 2] + bx[2] + (r * h) @ p["r"][:, 2])
+        h = (1 - z) * n + z * h
+        ys.append(h)
+    return np.stack(ys), h
+
+
+def elman(p, x, cell):
+    act = np.tanh if cell.nonlinearity == "tanh" else (lambda v: np.maximum(v, 0.0))
+    h = np.zeros(cell.hidden_size)
+    ys = []
+    for x_t in x:
+        h = act(x_t @ p["w"] + h @ p["r"] + (p["b"] if cell.bias else 0.0))
+        ys.append(h)
+    return np.stack(ys), h
+
+
+def mgu(p, x, cell):
+    """Zhou et al. 2016, Eq. (9)-(11)."""
+    h = np.zeros(cell.hidden_size)
+    b = p["b"] if cell.bias else np.zeros((2, cell.hidden_size))
+    ys = []
+    for x_t in x:
+        f = sigmoid(x_t @ p["w"][:, 0] + h @ p["r"][:, 0] + b[0])
+        h_tilde = np.tanh(x_t @ p["w"][:, 1] + (f * h) @ p["r"][:, 1] + b[1])
+        h = (1 - f) * h + f * h_tilde
+        ys.append(h)
+    return np.stack(ys), h
+
+
+def ugrnn(p, x, cell):
+    """Collins et al. 2017, Appendix: c = tanh(.), g = sigmoid(.), h = g h + (1 - g) c."""
+    h = np.zeros(cell.hidden_size)
+    b = p["b"] if cell.bias else np.zeros((2, cell.hidden_size))
+    ys = []
+    for x_t in x:
+        c = np.tanh(x_t @ p["w"][:, 0] + h @ p["r"][:, 0] + b[0])
+        g = sigmoid(x_t @ p["w"][:, 1] + h @ p["r"][:, 1] + b[1])
+        h = g * h + (1 - g) * c
+        ys.append(h)
+    return np.stack(ys), h
+
+
+def mingru(p, x, cell):
+    """Feng et al. 2024, Sec. 3.1: z = sigmoid(Linear(x)), h~ = Linear(x), h = (1 - z) h + z h~."""
+    h = np.zeros(cell.hidden_size)
+    b = p["b"] if cell.bias else np.zeros((2, cell.hidden_size))
+    ys = []
+    for x_t in x:
+        z = sigmoid(x_t @ p["w"][:, 0] + b[0])
+        h = (1 - z) * h + z * (x_t @ p["w"][:, 1] + b[1])
+        ys.append(h)
+    return np.stack(ys), h

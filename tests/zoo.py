@@ -1,0 +1,29 @@
+"""Every cell configuration the tests sweep, each with its NumPy reference."""
+
+import numpy_reference as ref
+
+from gatedrnn import GRU, LSTM, MGU, UGRNN, ElmanRNN, MinGRU
+
+D, H = 3, 5
+
+ZOO = {
+    "rnn_tanh": (ElmanRNN(D, H), ref.elman),
+    "rnn_relu": (ElmanRNN(D, H, nonlinearity="relu"), ref.elman),
+    "irnn": (ElmanRNN(D, H, nonlinearity="relu", identity_init=True), ref.elman),
+    "rnn_nobias": (ElmanRNN(D, H, bias=False), ref.elman),
+    "lstm": (LSTM(D, H), ref.lstm_greff),
+    "lstm_peephole": (LSTM(D, H, peephole=True), ref.lstm_greff),
+    "lstm_cifg": (LSTM(D, H, cifg=True), ref.lstm_greff),
+    "lstm_cifg_peephole": (LSTM(D, H, cifg=True, peephole=True, forget_bias=1.0), ref.lstm_greff),
+    "lstm_proj": (LSTM(D, H, proj_size=2), ref.lstm_greff),
+    "lstm_layernorm": (LSTM(D, H, layer_norm=True), ref.lstm_greff),
+    "lstm_everything": (LSTM(D, H, peephole=True, proj_size=4, layer_norm=True, bias=False), ref.lstm_greff),
+    "gru": (GRU(D, H), ref.gru),
+    "gru_cho": (GRU(D, H, reset_after=False), ref.gru),
+    "gru_nobias": (GRU(D, H, bias=False), ref.gru),
+    "mgu": (MGU(D, H), ref.mgu),
+    "ugrnn": (UGRNN(D, H), ref.ugrnn),
+    "mingru": (MinGRU(D, H), ref.mingru),
+}
+
+NAMES = sorted(ZOO)
