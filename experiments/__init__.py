@@ -1,0 +1,1 @@
+"""Experiment scripts: thin entry points over `gatedrnn.train`."""

@@ -1,0 +1,17 @@
+"""The training system: one config -> one run, resumable, observable, data parallel.
+
+  python -m experiments.train --config=configs/adding.py --workdir=/tmp/adding
+
+Modules: `config` (defaults, validation, resume compatibility), `tasks` (data + loss, the
+`TASKS` registry), `model` (the `SequenceModel` a task trains), `losses` (metrics as sums
+plus counts), `optim` (optax optimizers and schedules), `checkpoint` (orbax), `metrics`
+(metrics.jsonl, TensorBoard, plots), `distributed` (mesh, sharding, jax.distributed) and
+`loop` (`train_and_evaluate`).
+"""
+
+from gatedrnn.train import distributed
+from gatedrnn.train.config import ConfigError, default_config
+from gatedrnn.train.loop import NonFiniteLossError, TrainState, train_and_evaluate
+from gatedrnn.train.tasks import TASKS, make_task
+
+__all__ = ["ConfigError", "NonFiniteLossError", "TASKS", "TrainState", "default_config", "make_task", "train_and_evaluate"]

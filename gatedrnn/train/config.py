@@ -1,0 +1,176 @@
+"""Shared config defaults, validation and the resume-compatibility check.
+
+Every task config (`configs/<task>.py`) starts from `default_config()` and sets its own
+`task` and `data` fields. Validation raises `ConfigError`, a one-line message that names
+the field and what is valid; the entry point prints it without a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Iterable
+
+import ml_collections
+
+OPTIMIZERS = ("adamw", "sgd", "rmsprop")
+SCHEDULES = ("constant", "cosine", "linear")
+DTYPES = ("float32", "bfloat16")
+
+# Fields that may change between a run and its resume; every other field must match the
+# config the checkpoints were written with (it changes the state, the data or the numbers).
+RESUMABLE_FIELDS = (
+    "train.num_steps",
+    "log.",
+    "checkpoint.every_steps",
+    "checkpoint.keep",
+    "checkpoint.keep_best",
+    "eval.every_steps",
+    "debug.",
+)
+
+
+class ConfigError(ValueError):
+    """A bad config value or an incompatible workdir: a one-line message, no traceback."""
+
+
+def default_config() -> ml_collections.ConfigDict:
+    """The groups and names every task shares; tasks override and add to them."""
+    c = ml_collections.ConfigDict()
+    c.task = ""
+
+    c.data = ml_collections.ConfigDict()
+
+    c.model = ml_collections.ConfigDict()
+    c.model.cell = "lstm"
+    c.model.hidden_size = 64
+    c.model.num_layers = 1
+    c.model.bidirectional = False
+    c.model.dropout = 0.0
+    c.model.residual = False
+    c.model.unroll = 1
+    c.model.dtype = "float32"  # compute dtype; "bfloat16" for mixed precision (params stay float32)
+
+    c.train = ml_collections.ConfigDict()
+    c.train.num_steps = 1000
+    c.train.batch_size = 32
+    c.train.learning_rate = 1e-3
+    c.train.seed = 0
+
+    c.optim = ml_collections.ConfigDict()
+    c.optim.name = "adamw"
+    c.optim.weight_decay = 0.0
+    c.optim.momentum = 0.9  # sgd momentum, rmsprop momentum
+    c.optim.b1 = 0.9
+    c.optim.b2 = 0.999
+    c.optim.eps = 1e-8
+    c.optim.grad_clip_norm = 1.0  # global-norm clipping; 0 turns it off
+    c.optim.schedule = "cosine"
+    c.optim.warmup_steps = 0
+    c.optim.end_learning_rate_factor = 0.0  # final lr = learning_rate * factor
+
+    c.eval = ml_collections.ConfigDict()
+    c.eval.every_steps = 100
+    c.eval.batch_size = 256
+    c.eval.num_batches = 4
+
+    c.log = ml_collections.ConfigDict()
+    c.log.every_steps = 50
+    c.log.progress = True  # tqdm progress bar (process 0 only)
+    c.log.tensorboard = True
+    c.log.plots = True
+
+    c.checkpoint = ml_collections.ConfigDict()
+    c.checkpoint.every_steps = 500
+    c.checkpoint.keep = 3  # the newest N checkpoints ...
+    c.checkpoint.keep_best = 1  # ... plus the best N by eval loss
+
+    c.debug = ml_collections.ConfigDict()
+    c.debug.step_delay_s = 0.0  # sleep after every step: lets tests interrupt a run mid-way
+    return c
+
+
+def check_positive(field: str, value: Any, *, integer: bool = True) -> None:
+    kind = "a positive integer" if integer else "a positive number"
+    ok = (isinstance(value, int) if integer else isinstance(value, (int, float))) and not isinstance(value, bool)
+    if not ok or value <= 0:
+        raise ConfigError(f"{field} must be {kind}, got {value!r}")
+
+
+def check_non_negative(field: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ConfigError(f"{field} must be a non-negative number, got {value!r}")
+
+
+def check_choice(field: str, value: Any, valid: Iterable[str]) -> None:
+    valid = sorted(valid)
+    if value not in valid:
+        raise ConfigError(f"{field}={value!r} is not valid; choose one of {valid}")
+
+
+def validate(config: ml_collections.ConfigDict, *, cells: Iterable[str], tasks: Iterable[str]) -> None:
+    """Checks the shared fields; a task checks its own `data` fields when it is built."""
+    check_choice("task", config.task, tasks)
+    check_choice("model.cell", config.model.cell, cells)
+    for field in ("model.hidden_size", "model.num_layers", "model.unroll", "train.num_steps", "train.batch_size",
+                  "eval.every_steps", "eval.batch_size", "eval.num_batches", "log.every_steps",
+                  "checkpoint.every_steps", "checkpoint.keep"):
+        check_positive(field, get_field(config, field))
+    check_positive("train.learning_rate", config.train.learning_rate, integer=False)
+    if isinstance(config.train.seed, bool) or not isinstance(config.train.seed, int) or config.train.seed < 0:
+        raise ConfigError(f"train.seed must be a non-negative integer, got {config.train.seed!r}")
+    if not 0.0 <= config.model.dropout < 1.0:
+        raise ConfigError(f"model.dropout must lie in [0, 1), got {config.model.dropout!r}")
+    check_choice("model.dtype", config.model.dtype, DTYPES)
+    check_choice("optim.name", config.optim.name, OPTIMIZERS)
+    check_choice("optim.schedule", config.optim.schedule, SCHEDULES)
+    for field in ("optim.weight_decay", "optim.momentum", "optim.grad_clip_norm", "optim.warmup_steps",
+                  "optim.end_learning_rate_factor", "checkpoint.keep_best", "debug.step_delay_s"):
+        check_non_negative(field, get_field(config, field))
+    if config.optim.warmup_steps >= config.train.num_steps and config.optim.warmup_steps > 0:
+        raise ConfigError(
+            f"optim.warmup_steps={config.optim.warmup_steps} must be smaller than train.num_steps={config.train.num_steps}"
+        )
+
+
+def get_field(config: ml_collections.ConfigDict, dotted: str) -> Any:
+    value = config
+    for part in dotted.split("."):
+        value = value[part]
+    return value
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """{"model": {"cell": "lstm"}} -> {"model.cell": "lstm"} (for ConfigDicts and JSON dicts)."""
+    items = tree.items() if hasattr(tree, "items") else []
+    out: dict[str, Any] = {}
+    for key, value in items:
+        name = f"{prefix}{key}"
+        if hasattr(value, "items"):
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def to_json(config: ml_collections.ConfigDict) -> str:
+    return json.dumps(config.to_dict(), indent=2, sort_keys=True)
+
+
+def check_resume_compatible(config: ml_collections.ConfigDict, saved_path: str) -> None:
+    """Raises ConfigError naming the first field where `config` differs from the saved one."""
+    if not os.path.exists(saved_path):
+        return
+    with open(saved_path) as f:
+        saved = flatten(json.load(f))
+    # Round-trip through JSON so that tuples/lists and ints/floats compare as they were saved.
+    current = flatten(json.loads(to_json(config)))
+    workdir = os.path.dirname(saved_path)
+    for field in sorted(set(saved) | set(current)):
+        if any(field == r or (r.endswith(".") and field.startswith(r)) for r in RESUMABLE_FIELDS):
+            continue
+        if saved.get(field, "<absent>") != current.get(field, "<absent>"):
+            raise ConfigError(
+                f"{field}={current.get(field, '<absent>')!r} does not match the checkpoints in {workdir}, "
+                f"written with {field}={saved.get(field, '<absent>')!r}; use that value or a new --workdir"
+            )

@@ -1,0 +1,288 @@
+"""The training loop: jitted `train_step` / `eval_step`, checkpoints, metrics and signals.
+
+`train_and_evaluate(config, workdir)` is the whole of a run. It resumes from the newest
+checkpoint in `workdir`; since every batch is a function of (seed, step) and every random
+number of (seed, step), a resumed run logs exactly the losses of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import sys
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from flax import nnx, struct
+
+from gatedrnn.cells import CELLS
+from gatedrnn.train import distributed, losses
+from gatedrnn.train.checkpoint import Checkpointer
+from gatedrnn.train.config import ConfigError, check_resume_compatible, to_json, validate
+from gatedrnn.train.metrics import MetricsWriter, read_metrics
+from gatedrnn.train.model import SequenceModel
+from gatedrnn.train.optim import make_optimizer, make_schedule
+from gatedrnn.train.tasks import TASKS, Task, make_task
+
+_INIT_STREAM, _DROPOUT_STREAM = 0, 1
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite; the run stops and keeps its last good checkpoint."""
+
+
+class TrainState(struct.PyTreeNode):
+    step: jax.Array  # int32 [], updates done so far
+    params: Any  # pure dict of arrays (nnx.to_pure_dict of the model's nnx.Param state)
+    opt_state: Any
+    metric_sums: dict[str, jax.Array]  # name -> [sum, count] since the last log record
+    nonfinite_step: jax.Array  # int32 [], the first step whose loss was not finite, or -1
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+def build_model(config: ml_collections.ConfigDict, task: Task, rngs: nnx.Rngs) -> SequenceModel:
+    m = config.model
+    return SequenceModel(
+        cell=m.cell, input_size=task.input_size if not task.vocab_size else m.get("embed_size", m.hidden_size),
+        hidden_size=m.hidden_size, output_size=task.output_size, readout=task.readout, rngs=rngs,
+        vocab_size=task.vocab_size, num_layers=m.num_layers, bidirectional=m.bidirectional, dropout=m.dropout,
+        residual=m.residual, unroll=m.unroll, dtype=jnp.bfloat16 if m.dtype == "bfloat16" else None,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """Everything a run derives from its config (never written back into the config)."""
+
+    config: ml_collections.ConfigDict
+    task: Task
+    graphdef: Any
+    other_state: Any  # abstract non-Param model state (dropout RNG streams), refilled every step
+    tx: optax.GradientTransformation
+    schedule: optax.Schedule
+
+    def model(self, params: Any, rng: jax.Array) -> SequenceModel:
+        """The model with `params` and dropout streams seeded by `rng` (inside jit)."""
+        leaves, treedef = jax.tree.flatten(self.other_state)
+        fresh = [jax.random.fold_in(rng, i) if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key)
+                 else jnp.zeros(a.shape, a.dtype) for i, a in enumerate(leaves)]
+        return nnx.merge(self.graphdef, params, jax.tree.unflatten(treedef, fresh))
+
+    def loss(self, params: Any, batch: dict[str, jax.Array], rng: jax.Array, train: bool):
+        model = self.model(params, rng)
+        if train:
+            model.train()
+        else:
+            model.eval()
+        outputs = model(batch["inputs"], batch.get("seq_lengths"))
+        return self.task.metrics(outputs, batch)
+
+
+def make_experiment(config: ml_collections.ConfigDict) -> Experiment:
+    """Validates the config and builds the task, the model's structure and the optimizer."""
+    validate(config, cells=CELLS, tasks=TASKS)
+    try:
+        task = make_task(config)
+        abstract = nnx.eval_shape(lambda: build_model(config, task, nnx.Rngs(params=0, dropout=1)))
+    except ConfigError:
+        raise
+    except (ValueError, TypeError) as e:
+        raise ConfigError(str(e).splitlines()[0]) from None
+    graphdef, _, other = nnx.split(abstract, nnx.Param, ...)
+    return Experiment(config, task, graphdef, other, make_optimizer(config), make_schedule(config))
+
+
+def init_state(exp: Experiment) -> TrainState:
+    """The initial train state, a pure function of `train.seed` (call under jit)."""
+    key = jax.random.fold_in(jax.random.key(exp.config.train.seed), _INIT_STREAM)
+    model = build_model(exp.config, exp.task, nnx.Rngs(params=key, dropout=jax.random.fold_in(key, 1)))
+    params = nnx.to_pure_dict(nnx.split(model, nnx.Param, ...)[1])
+    sample = {k: jnp.asarray(v) for k, v in exp.task.train_batch(0, 0, 1).items()}
+    sums = jax.eval_shape(lambda p: exp.loss(p, sample, jax.random.key(0), False)[1], params)
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        opt_state=exp.tx.init(params),
+        metric_sums=jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), sums),
+        nonfinite_step=jnp.full((), -1, jnp.int32),
+    )
+
+
+def train_step(exp: Experiment, state: TrainState, batch: dict[str, jax.Array]) -> TrainState:
+    """One optimizer update; dropout RNG = fold_in(seed key, step). Metrics accumulate in the state."""
+    rng = jax.random.fold_in(jax.random.fold_in(jax.random.key(exp.config.train.seed), _DROPOUT_STREAM), state.step)
+    grad_fn = jax.value_and_grad(lambda p: exp.loss(p, batch, rng, True), has_aux=True)
+    (loss, sums), grads = grad_fn(state.params)
+    updates, opt_state = exp.tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    first_bad = (state.nonfinite_step < 0) & ~jnp.isfinite(loss)
+    return TrainState(
+        step=state.step + 1,
+        params=params,
+        opt_state=opt_state,
+        metric_sums=losses.add_sums(state.metric_sums, sums),
+        nonfinite_step=jnp.where(first_bad, state.step + 1, state.nonfinite_step),
+    )
+
+
+def eval_step(exp: Experiment, params: Any, batch: dict[str, jax.Array]) -> losses.Sums:
+    return exp.loss(params, batch, jax.random.key(0), False)[1]
+
+
+def _reset_metrics(state: TrainState) -> TrainState:
+    return state.replace(metric_sums=jax.tree.map(jnp.zeros_like, state.metric_sums))
+
+
+class _SignalFlag:
+    """Turns SIGTERM (a preemption) into a flag the loop polls after every step."""
+
+    def __init__(self):
+        self.received: int | None = None
+        self._old = None
+
+    def __enter__(self):
+        if threading_main():
+            self._old = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.received = signum
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGTERM, self._old)
+
+
+def threading_main() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _log(message: str) -> None:
+    if jax.process_index() == 0:
+        print(message, file=sys.stderr, flush=True)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+    """Trains (or resumes) the run the config describes in `workdir`; returns the last record.
+
+    Raises ConfigError (bad config, or a workdir written by an incompatible config; the
+    workdir is then left untouched) and NonFiniteLossError (the last good checkpoint stays).
+    """
+    exp = make_experiment(config)
+    workdir = os.path.abspath(workdir)
+    check_resume_compatible(config, os.path.join(workdir, "config.json"))
+    c = config
+    num_devices = jax.device_count()
+    for field in ("train.batch_size", "eval.batch_size"):
+        size = c.train.batch_size if field == "train.batch_size" else c.eval.batch_size
+        if size % num_devices:
+            raise ConfigError(f"{field}={size} must be divisible by the number of devices ({num_devices})")
+
+    mesh = distributed.make_mesh()
+    repl, data = distributed.replicated(mesh), distributed.batch_sharded(mesh)
+    init = jax.jit(lambda: init_state(exp), out_shardings=repl)
+    step_fn = jax.jit(lambda s, b: train_step(exp, s, b), in_shardings=(repl, data), out_shardings=repl,
+                      donate_argnums=0)
+    eval_fn = jax.jit(lambda p, b: eval_step(exp, p, b), in_shardings=(repl, data), out_shardings=repl)
+    reset_fn = jax.jit(_reset_metrics, in_shardings=repl, out_shardings=repl, donate_argnums=0)
+
+    abstract = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=repl), jax.eval_shape(lambda: init_state(exp)))
+    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=c.checkpoint.keep, keep_best=c.checkpoint.keep_best)
+    start, restored = ckpt.restore_newest(abstract.as_dict(), report=lambda m: _log(f"warning: {m}"))
+    state = init() if restored is None else TrainState(**restored)
+    start = start or 0
+    if start:
+        _log(f"resuming from the checkpoint at step {start} in {ckpt.directory}")
+    primary = jax.process_index() == 0
+    if primary:
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            f.write(to_json(config))
+    writer = MetricsWriter(workdir, resume_step=start, enabled=primary, tensorboard=c.log.tensorboard, plots=c.log.plots)
+
+    eval_batches = [
+        distributed.global_batch(exp.task.eval_batch(c.train.seed, i, c.eval.batch_size), data)
+        for i in range(c.eval.num_batches)
+    ]
+
+    def evaluate(params) -> dict[str, float]:
+        total = None
+        for batch in eval_batches:
+            sums = eval_fn(params, batch)
+            total = sums if total is None else losses.add_sums(total, sums)
+        return {f"eval_{k}": v for k, v in losses.normalize(distributed.to_host(total)).items()}
+
+    def check_finite() -> None:
+        bad = int(distributed.to_host(state.nonfinite_step))
+        if bad >= 0:
+            ckpt.wait()
+            good = ckpt.all_steps()
+            kept = f"the last good checkpoint is step {good[-1]} in {ckpt.directory}" if good else "no checkpoint was saved"
+            raise NonFiniteLossError(f"the training loss became non-finite at step {bad}; stopped ({kept})")
+
+    last_record: dict[str, Any] = (read_metrics(writer.path) or [{}])[-1] if primary else {}
+    saved_at = start
+    from tqdm import tqdm
+
+    bar = tqdm(total=c.train.num_steps, initial=start, disable=not (primary and c.log.progress), unit="step",
+               dynamic_ncols=True, file=sys.stderr)
+    window_start, window_steps = time.perf_counter(), 0
+    try:
+        with _SignalFlag() as sig:
+            for step in range(start, c.train.num_steps):
+                batch = distributed.global_batch(exp.task.train_batch(c.train.seed, step, c.train.batch_size), data)
+                state = step_fn(state, batch)
+                done, window_steps = step + 1, window_steps + 1
+                bar.update(1)
+                if c.debug.step_delay_s:
+                    time.sleep(c.debug.step_delay_s)
+                is_eval = done % c.eval.every_steps == 0 or done == c.train.num_steps
+                is_log = is_eval or done % c.log.every_steps == 0
+                is_ckpt = done % c.checkpoint.every_steps == 0 or done == c.train.num_steps
+                eval_metrics = None
+                if is_log:
+                    check_finite()
+                    train = losses.normalize(distributed.to_host(state.metric_sums))
+                    state = reset_fn(state)
+                    elapsed = time.perf_counter() - window_start
+                    record = {"step": done, **train, "learning_rate": float(exp.schedule(done - 1))}
+                    if is_eval:
+                        eval_metrics = evaluate(state.params)
+                        record.update(eval_metrics)
+                    record["steps_per_s"] = window_steps / max(elapsed, 1e-9)
+                    writer.write(record)
+                    last_record = record
+                    bar.set_postfix(loss=f"{train['loss']:.4g}",
+                                    ex_per_s=f"{record['steps_per_s'] * c.train.batch_size:.0f}")
+                    window_start, window_steps = time.perf_counter(), 0
+                if is_ckpt or sig.received is not None:
+                    check_finite()
+                    if eval_metrics is None:
+                        eval_metrics = evaluate(state.params)
+                    ckpt.save(done, state.as_dict(), metrics=eval_metrics)
+                    saved_at = done
+                if sig.received is not None:
+                    ckpt.wait()
+                    bar.close()
+                    _log(f"received signal {sig.received}: saved a checkpoint at step {done} in {ckpt.directory}; "
+                         f"rerun the same command to resume")
+                    break
+            check_finite()
+    finally:
+        bar.close()
+        ckpt.close()
+        writer.close()
+    if primary and c.log.plots:
+        path = writer.plot()
+        _log(f"metrics: {writer.path}\ncheckpoints: {ckpt.directory} (newest step {saved_at})\nplot: {path}")
+    return last_record
