@@ -1,8 +1,8 @@
 """The one scan engine: runs any cell over `[batch, time, features]`.
 
 Lengths and padding, reversal, unroll and rematerialization live here and nowhere
-else. The cell's input projection runs once over the whole sequence, outside the loop;
-`lax.scan` then runs only the recurrent step.
+else. The cell's input projection runs once over the whole sequence (once per chunk under
+remat), outside the loop; `lax.scan` then runs only the recurrent step.
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ def scan_cell(
 
     if reverse:
         xs = flip_sequences(xs, seq_lengths)
-    xp = cell.project(params, jnp.swapaxes(xs, 0, 1))  # leaves [time, batch, ...]
+    xs = jnp.swapaxes(xs, 0, 1)  # [time, batch, d]
 
     mask = None if seq_lengths is None else jnp.arange(time, dtype=jnp.int32)[:, None] < seq_lengths[None, :]
     chunk = _remat_chunk(remat, time) if remat else None
@@ -128,10 +128,15 @@ def scan_cell(
             y = _where(mask_t, y, jnp.zeros_like(y))
         return new_carry, y
 
+    def run(carry, inputs):
+        xs, mask = inputs
+        xp = cell.project(params, xs)  # every step at once: leaves [time, batch, ...]
+        return jax.lax.scan(body, carry, (xp, mask), unroll=unroll)
+
     if chunk is None:
-        carry, ys = jax.lax.scan(body, carry, (xp, mask), unroll=unroll)
+        carry, ys = run(carry, (xs, mask))
     else:
-        carry, ys = _chunked_scan(body, carry, (xp, mask), time, chunk, unroll)
+        carry, ys = _chunked_scan(run, carry, (xs, mask), time, chunk)
 
     ys = jnp.swapaxes(ys, 0, 1)
     if reverse:
@@ -139,8 +144,12 @@ def scan_cell(
     return ys, carry
 
 
-def _chunked_scan(body, carry, xs, time: int, chunk: int, unroll):
-    """Scan of checkpointed chunks: saves the carry every `chunk` steps, recomputes inside."""
+def _chunked_scan(run, carry, inputs, time: int, chunk: int):
+    """Scan over checkpointed chunks of `chunk` steps.
+
+    Saves only the carry at chunk boundaries; the backward pass recomputes each chunk's
+    input projection and steps. Residual memory is O(T / chunk + chunk) instead of O(T).
+    """
     num_chunks = -(-time // chunk)
     pad = num_chunks * chunk - time
 
@@ -148,10 +157,6 @@ def _chunked_scan(body, carry, xs, time: int, chunk: int, unroll):
         a = jnp.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1))  # padded steps are masked out
         return a.reshape((num_chunks, chunk) + a.shape[1:])
 
-    @jax.checkpoint
-    def chunk_body(carry, xs_chunk):
-        return jax.lax.scan(body, carry, xs_chunk, unroll=unroll)
-
-    carry, ys = jax.lax.scan(chunk_body, carry, jax.tree.map(split, xs))
+    carry, ys = jax.lax.scan(jax.checkpoint(run), carry, jax.tree.map(split, inputs))
     ys = ys.reshape((num_chunks * chunk,) + ys.shape[2:])[:time]
     return carry, ys

@@ -1,0 +1,143 @@
+"""The scan engine: against a Python loop of steps, jit vs eager, remat, unroll, reversal, lengths."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from zoo import ZOO
+
+from gatedrnn import GRU, LSTM, flip_sequences, scan_cell
+
+LENGTHS = jnp.array([7, 3, 0, 5])
+
+
+def _setup(name="lstm_peephole", batch=4, time=7):
+    cell, _ = ZOO[name]
+    params = cell.init(jax.random.key(0))
+    xs = jax.random.normal(jax.random.key(1), (batch, time, cell.input_size))
+    return cell, params, xs
+
+
+def _python_loop(cell, params, xs, lengths, reverse=False):
+    """Step by step, one sequence at a time, slicing off padding by hand."""
+    ys = np.zeros(xs.shape[:2] + (cell.output_size,), np.float32)
+    carries = []
+    for b, n in enumerate(np.asarray(lengths)):
+        carry = cell.initial_carry((1,))
+        seq = xs[b:b + 1, :n]
+        order = range(n - 1, -1, -1) if reverse else range(n)
+        for t in order:
+            carry, y = cell.step(params, carry, cell.project(params, seq[:, t]))
+            ys[b, t] = np.asarray(y[0])
+        carries.append(carry)
+    return ys, jax.tree.map(lambda *c: jnp.concatenate(c), *carries)
+
+
+@pytest.mark.parametrize("name", ["lstm_peephole", "gru", "mgu", "lstm_proj"])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_scan_equals_python_loop_of_steps(name, reverse):
+    cell, params, xs = _setup(name)
+    ys, carry = scan_cell(cell, params, xs, seq_lengths=LENGTHS, reverse=reverse)
+    want_ys, want_carry = _python_loop(cell, params, xs, LENGTHS, reverse)
+    np.testing.assert_allclose(ys, want_ys, atol=1e-5)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5), carry, want_carry)
+
+
+def test_padded_outputs_are_exactly_zero_and_carry_is_last_valid():
+    cell, params, xs = _setup()
+    ys, carry = scan_cell(cell, params, xs, seq_lengths=LENGTHS)
+    for b, n in enumerate(np.asarray(LENGTHS)):
+        assert np.all(np.asarray(ys[b, n:]) == 0.0)
+    np.testing.assert_array_equal(carry.h[2], np.zeros(cell.output_size))  # zero length: initial carry
+    np.testing.assert_allclose(carry.h[1], ys[1, 2], atol=0)
+
+
+def test_jit_equals_eager():
+    cell, params, xs = _setup("gru")
+    run = lambda p, x, n: scan_cell(cell, p, x, seq_lengths=n, reverse=True)  # noqa: E731
+    eager = run(params, xs, LENGTHS)
+    jitted = jax.jit(run)(params, xs, LENGTHS)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), eager, jitted)
+
+
+@pytest.mark.parametrize("remat", [True, "sqrt", 2, 3, 7, 10])
+def test_remat_equals_plain_scan_in_values_and_grads(remat):
+    cell, params, xs = _setup("lstm")
+
+    def loss(p, x, remat):
+        ys, carry = scan_cell(cell, p, x, seq_lengths=LENGTHS, remat=remat)
+        return jnp.sum(ys**2) + jnp.sum(carry.c)
+
+    plain_val, plain_grad = jax.value_and_grad(loss, argnums=(0, 1))(params, xs, False)
+    val, grad = jax.value_and_grad(loss, argnums=(0, 1))(params, xs, remat)
+    np.testing.assert_allclose(val, plain_val, rtol=1e-6)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5), grad, plain_grad)
+
+
+def test_remat_without_lengths_masks_the_padded_tail():
+    cell, params, xs = _setup("gru", time=10)
+    plain = scan_cell(cell, params, xs)
+    chunked = scan_cell(cell, params, xs, remat=4)  # 10 steps -> 3 chunks of 4, 2 padded steps
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), chunked, plain)
+
+
+def test_remat_memory_grows_sublinearly():
+    cell = LSTM(8, 32)
+    params = cell.init(jax.random.key(0))
+
+    def temp_bytes(time, remat):
+        xs = jnp.zeros((4, time, 8))
+        loss = lambda p: jnp.sum(scan_cell(cell, p, xs, remat=remat)[1].h)  # noqa: E731
+        return jax.jit(jax.grad(loss)).lower(params).compile().memory_analysis().temp_size_in_bytes
+
+    plain = [temp_bytes(t, False) for t in (1024, 4096)]
+    remat = [temp_bytes(t, True) for t in (1024, 4096)]
+    assert plain[1] / plain[0] > 3.0  # linear in T
+    assert remat[1] / remat[0] < 3.0  # ~ sqrt(4) = 2, plus the O(T) input and output
+    assert remat[1] < plain[1] / 10
+
+
+@pytest.mark.parametrize("unroll", [2, 3, True])
+def test_unroll_does_not_change_results(unroll):
+    cell, params, xs = _setup("lstm_cifg")
+    want = scan_cell(cell, params, xs, seq_lengths=LENGTHS)
+    got = scan_cell(cell, params, xs, seq_lengths=LENGTHS, unroll=unroll)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), got, want)
+
+
+def test_initial_carry_is_used_and_continues_a_sequence():
+    cell, params, xs = _setup("lstm")
+    ys, carry = scan_cell(cell, params, xs)
+    ys1, carry1 = scan_cell(cell, params, xs[:, :4])
+    ys2, carry2 = scan_cell(cell, params, xs[:, 4:], initial_carry=carry1)
+    np.testing.assert_allclose(jnp.concatenate([ys1, ys2], axis=1), ys, atol=1e-6)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), carry2, carry)
+
+
+def test_flip_sequences_reverses_within_lengths_and_round_trips():
+    x = jnp.arange(12).reshape(2, 6)
+    flipped = flip_sequences(x, jnp.array([4, 6]))
+    np.testing.assert_array_equal(flipped, [[3, 2, 1, 0, 4, 5], [11, 10, 9, 8, 7, 6]])
+    np.testing.assert_array_equal(flip_sequences(flipped, jnp.array([4, 6])), x)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(seq_lengths=jnp.array([1, 2, 3])), r"seq_lengths must be integers of shape \[batch\]=\(4,\)"),
+        (dict(seq_lengths=jnp.array([1.0, 2.0, 3.0, 4.0])), "seq_lengths must be integers"),
+        (dict(seq_lengths=jnp.array([1, 2, 8, 4])), r"seq_lengths must lie in \[0, time=7\], got min 1 max 8"),
+        (dict(seq_lengths=jnp.array([1, -1, 3, 4])), r"seq_lengths must lie in \[0, time=7\]"),
+        (dict(remat=-3), "remat must be False, True, 'sqrt' or a positive chunk length, got -3"),
+    ],
+)
+def test_bad_engine_arguments_are_named(kwargs, message):
+    cell, params, xs = _setup("gru")
+    with pytest.raises(ValueError, match=message):
+        scan_cell(cell, params, xs, **kwargs)
+
+
+def test_wrong_feature_size_is_named():
+    cell = GRU(3, 4)
+    with pytest.raises(ValueError, match=r"xs must have shape \[batch, time, 3\] for GRU, got \(2, 5, 6\)"):
+        scan_cell(cell, cell.init(jax.random.key(0)), jnp.zeros((2, 5, 6)))
