@@ -5,16 +5,18 @@
 An LSTM of 32 units on sequences of T=50 steps; the MSE falls from the always-predict-1
 baseline, 0.167, to below 0.01 in 1,500 steps, about a minute on a laptop CPU.
 
+`--config=configs/adding.py:smoke` is a 40-step run of a few seconds, for tests.
+
 Input [batch, T, 2]: values drawn from U[0, 1] and a marker channel with exactly two ones,
 one in each half of the sequence; the target is the sum of the two marked values. Data are
 generated on the fly from (train.seed, step). `data.seq_len` names T; try
 --config.data.seq_len=200 --config.model.cell=rnn to see the tanh RNN stay at the baseline.
 """
 
-from gatedrnn.train.config import default_config
+from gatedrnn.train.config import default_config, shrink_for_smoke_test
 
 
-def get_config():
+def get_config(arg: str | None = None):
     config = default_config()
     config.task = "adding"
     config.data.seq_len = 50
@@ -33,4 +35,9 @@ def get_config():
     config.eval.num_batches = 2
     config.log.every_steps = 50
     config.checkpoint.every_steps = 500
+    if arg == "smoke":
+        shrink_for_smoke_test(config)
+        config.data.seq_len = 10
+    elif arg:
+        raise ValueError(f"configs/adding.py takes no argument or 'smoke', got {arg!r}")
     return config

@@ -30,6 +30,7 @@ class Checkpointer:
         options = ocp.CheckpointManagerOptions(
             preservation_policy=ocp.checkpoint_managers.AnyPreservationPolicy(policies),
             create=True,
+            cleanup_tmp_directories=True,  # half-written saves of a killed run
             enable_async_checkpointing=True,
         )
         self.manager = ocp.CheckpointManager(self.directory, options=options)

@@ -90,6 +90,26 @@ def default_config() -> ml_collections.ConfigDict:
     return c
 
 
+def shrink_for_smoke_test(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """A run of a few seconds on a CPU (the `:smoke` argument of every configs/<task>.py).
+
+    Shrinks the shared fields in place; a task shrinks its own `data` fields.
+    """
+    config.model.hidden_size = 8
+    config.model.num_layers = 1
+    config.train.num_steps = 40
+    config.train.batch_size = 8
+    config.optim.warmup_steps = 5
+    config.eval.every_steps = 20
+    config.eval.batch_size = 16
+    config.eval.num_batches = 1
+    config.log.every_steps = 5
+    config.log.progress = False
+    config.log.plots = False
+    config.checkpoint.every_steps = 10
+    return config
+
+
 def check_positive(field: str, value: Any, *, integer: bool = True) -> None:
     kind = "a positive integer" if integer else "a positive number"
     ok = (isinstance(value, int) if integer else isinstance(value, (int, float))) and not isinstance(value, bool)
