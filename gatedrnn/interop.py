@@ -165,5 +165,5 @@ def to_torch(layer):
                 if "w_proj" in p:
                     tensors["weight_hr"] = p["w_proj"].T
                 for name, value in tensors.items():
-                    getattr(module, f"{name}_l{k}{suffix}").copy_(torch.from_numpy(np.ascontiguousarray(value)))
+                    getattr(module, f"{name}_l{k}{suffix}").copy_(torch.tensor(np.array(value, np.float32)))
     return module
