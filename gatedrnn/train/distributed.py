@@ -45,6 +45,16 @@ def global_batch(batch: dict[str, np.ndarray], sharding: NamedSharding) -> dict[
     return {k: jax.make_array_from_callback(v.shape, sharding, lambda idx, v=v: v[idx]) for k, v in batch.items()}
 
 
+def replicate(tree: Any, sharding: NamedSharding) -> Any:
+    """Arrays equal on every process -> global arrays with a copy on every device."""
+
+    def put(a):
+        host = np.asarray(a)
+        return jax.make_array_from_callback(host.shape, sharding, lambda idx: host[idx])
+
+    return jax.tree.map(put, tree)
+
+
 def to_host(tree: Any) -> Any:
     """Replicated global arrays -> NumPy (reads this process's copy; works with many processes)."""
     return jax.tree.map(lambda a: np.asarray(a.addressable_data(0)), tree)

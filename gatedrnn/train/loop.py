@@ -102,7 +102,11 @@ def make_experiment(config: ml_collections.ConfigDict) -> Experiment:
 
 
 def init_state(exp: Experiment) -> TrainState:
-    """The initial train state, a pure function of `train.seed` (call under jit)."""
+    """The initial train state, a pure function of `train.seed`.
+
+    Run eagerly (op by op): compiling the whole initialization as one program takes longer
+    on a CPU than running it.
+    """
     key = jax.random.fold_in(jax.random.key(exp.config.train.seed), _INIT_STREAM)
     model = build_model(exp.config, exp.task, nnx.Rngs(params=key, dropout=jax.random.fold_in(key, 1)))
     params = nnx.to_pure_dict(nnx.split(model, nnx.Param, ...)[1])
@@ -191,7 +195,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
     mesh = distributed.make_mesh()
     repl, data = distributed.replicated(mesh), distributed.batch_sharded(mesh)
-    init = jax.jit(lambda: init_state(exp), out_shardings=repl)
     step_fn = jax.jit(lambda s, b: train_step(exp, s, b), in_shardings=(repl, data), out_shardings=repl,
                       donate_argnums=0)
     eval_fn = jax.jit(lambda p, b: eval_step(exp, p, b), in_shardings=(repl, data), out_shardings=repl)
@@ -200,8 +203,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     abstract = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=repl), jax.eval_shape(lambda: init_state(exp)))
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=c.checkpoint.keep, keep_best=c.checkpoint.keep_best)
     start, restored = ckpt.restore_newest(abstract.as_dict(), report=lambda m: _log(f"warning: {m}"))
-    state = init() if restored is None else TrainState(**restored)
+    state = TrainState(**restored) if restored is not None else distributed.replicate(init_state(exp), repl)
     start = start or 0
+    _log(f"training on {jax.device_count()} device(s) in {jax.process_count()} process(es)")
     if start:
         _log(f"resuming from the checkpoint at step {start} in {ckpt.directory}")
     primary = jax.process_index() == 0
@@ -282,7 +286,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         bar.close()
         ckpt.close()
         writer.close()
-    if primary and c.log.plots:
-        path = writer.plot()
-        _log(f"metrics: {writer.path}\ncheckpoints: {ckpt.directory} (newest step {saved_at})\nplot: {path}")
+    if primary:
+        plot = writer.plot()
+        _log(f"metrics: {writer.path}\ncheckpoints: {ckpt.directory} (newest step {saved_at})"
+             + (f"\nplot: {plot}" if plot else ""))
     return last_record
