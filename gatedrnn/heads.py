@@ -10,7 +10,8 @@ steps, so padding a batch never changes a pooled vector:
   max:       max_{t<L} x_t                              (per feature)
   attention: sum_{t<L} a_t x_t,  a = softmax_{t<L}(v^T tanh(W x_t + b))   (Yang et al. 2016)
 
-An empty sequence (L = 0) pools to zeros.
+An empty sequence (L = 0) pools to zeros. With a bidirectional encoder, "last" takes the
+output at L-1, whose backward half has seen only that one step: prefer mean, max or attention.
 """
 
 from __future__ import annotations

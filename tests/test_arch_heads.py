@@ -56,6 +56,7 @@ def _token_batch(step, batch=32, time=8, vocab=5):
     return jnp.asarray(tokens, jnp.int32), jnp.asarray(lengths, jnp.int32)
 
 
+@pytest.mark.slow
 def test_classifier_learns_first_token():
     """Label = the first token (1..4) of a variable-length sequence: a memory task for the last state."""
 
@@ -74,6 +75,7 @@ def test_classifier_learns_first_token():
     assert loss < 0.2 * baseline, (loss, baseline)
 
 
+@pytest.mark.slow
 def test_regressor_learns_masked_mean():
     """Target = mean over valid steps of x0 * x1 (two features): baseline = Var(target)."""
 
@@ -96,6 +98,7 @@ def test_regressor_learns_masked_mean():
     assert loss < 0.2 * baseline, (loss, baseline)
 
 
+@pytest.mark.slow
 def test_tagger_learns_next_token():
     """Tag_t = token_{t+1} (or 0 at the last step): needs the backward direction."""
 

@@ -49,10 +49,11 @@ def test_bad_sampling_arguments():
 def test_step_by_step_equals_full_pass(cell):
     lm = LanguageModel(cell, 8, 7, num_layers=2, rngs=nnx.Rngs(0))
     tokens = jnp.asarray(np.random.default_rng(0).integers(0, 7, size=(2, 6)), jnp.int32)
-    logits, carry = lm(tokens)
+    logits, carry = nnx.jit(lambda m, x: m(x))(lm, tokens)
     c = lm.initial_carry(2)
+    step = nnx.jit(lambda m, tok, c: m.step(tok, c))
     for t in range(6):
-        step_logits, c = lm.step(tokens[:, t], c)
+        step_logits, c = step(lm, tokens[:, t], c)
         np.testing.assert_allclose(step_logits, logits[:, t], rtol=1e-5, atol=1e-6)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), c, carry)
 
@@ -65,7 +66,7 @@ def test_greedy_generation_matches_teacher_forced_argmax():
     out = sample_lm(lm, jax.random.key(0), prompt, lengths, num_steps=4, top_k=1)
     for i in range(2):
         seq = jnp.concatenate([prompt[i, : lengths[i]], out[i]])[None]
-        logits, _ = lm(seq)
+        logits, _ = nnx.jit(lambda m, x: m(x))(lm, seq)
         np.testing.assert_array_equal(jnp.argmax(logits[0, int(lengths[i]) - 1 : -1], -1), out[i])
 
 
@@ -77,6 +78,7 @@ def _counting_batch(step, batch=32, time=10, vocab=8):
     return jnp.asarray((start + stride * np.arange(time)[None]) % vocab, jnp.int32)
 
 
+@pytest.mark.slow
 def test_language_model_trains_and_samples():
     def loss_fn(model, tokens):
         logits, _ = model(tokens[:, :-1])
@@ -96,6 +98,7 @@ def test_language_model_trains_and_samples():
     assert accuracy > 0.9
 
 
+@pytest.mark.slow
 def test_one_to_many_trains_and_generates():
     """v = one-hot class c (+ noise) -> tokens [c+3, c+4, c+5, c+6] mod 7 + 3, then eos (2)."""
     eos, bos = 2, 1

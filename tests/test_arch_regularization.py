@@ -121,6 +121,7 @@ def test_bad_rates():
         regularize(_layer(), rngs=nnx.Rngs(0), zoneout=0.1)
 
 
+@pytest.mark.slow
 def test_regularized_language_model_trains():
     """Counting mod 8 with stride 1 or 3 (as in test_arch_lm), through a regularized 2-layer LSTM."""
 

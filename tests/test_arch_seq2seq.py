@@ -15,6 +15,9 @@ from gatedrnn.encoder import sequence_cross_entropy, sequence_mask
 from gatedrnn.seq2seq import Seq2Seq, decode_beam, decode_greedy, length_penalty
 
 PAD, BOS, EOS = 0, 1, 2
+# jitted once per shape (eager lax.scan would recompile its fresh closure on every call)
+teacher = nnx.jit(lambda m, src, lengths, tgt, tgt_lengths: m(src, lengths, tgt, tgt_lengths))
+stepwise = nnx.jit(lambda m, src, lengths, tgt: m.teacher_forcing_stepwise(src, lengths, tgt))
 
 
 def _model(attention="general", input_feeding=True, vocab=6, cell="gru", seed=0, sharpen=1.0):
@@ -37,8 +40,8 @@ def test_parallel_teacher_forcing_equals_stepwise(attention):
     model = _model(attention, input_feeding=False)
     src, lengths = _src()
     tgt = jnp.asarray(np.random.default_rng(2).integers(3, 6, size=(3, 4)), jnp.int32)
-    logits, weights = model(src, lengths, tgt)
-    logits2, weights2 = model.teacher_forcing_stepwise(src, lengths, tgt)
+    logits, weights = teacher(model, src, lengths, tgt, None)
+    logits2, weights2 = stepwise(model, src, lengths, tgt)
     np.testing.assert_allclose(logits, logits2, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(weights, weights2, rtol=1e-5, atol=1e-6)
     pad = ~np.asarray(sequence_mask(lengths, 3, 5))
@@ -48,7 +51,7 @@ def test_parallel_teacher_forcing_equals_stepwise(attention):
 def _teacher_forced_scores(model, src, lengths, tokens, alpha=0.0):
     """score / lp(length) of a [b, t] hypothesis (eos-terminated or truncated), by teacher forcing."""
     tgt_in = jnp.concatenate([jnp.full((tokens.shape[0], 1), BOS, jnp.int32), tokens[:, :-1]], axis=1)
-    logits, weights = model(src, lengths, tgt_in)
+    logits, weights = teacher(model, src, lengths, tgt_in, None)
     logp = np.asarray(model.generation_log_probs(logits))
     out = []
     for i, seq in enumerate(np.asarray(tokens)):
@@ -68,7 +71,7 @@ def test_beam_size_one_equals_greedy(input_feeding):
         np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)
     # greedy tokens are the argmax of teacher-forced logits on its own output
     tgt_in = jnp.concatenate([jnp.full((3, 1), BOS, jnp.int32), g.tokens[:, :-1]], axis=1)
-    logits, weights = model(src, lengths, tgt_in, g.lengths)
+    logits, weights = teacher(model, src, lengths, tgt_in, g.lengths)
     logp = model.generation_log_probs(logits)
     valid = np.asarray(sequence_mask(g.lengths, 3, 7))
     np.testing.assert_array_equal(np.asarray(jnp.argmax(logp, -1))[valid], np.asarray(g.tokens)[valid])
@@ -105,12 +108,13 @@ def test_beam_search_is_exact_when_the_beam_covers_every_prefix(alpha):
                   <= np.asarray(out.scores / length_penalty(out.lengths, alpha)) + 1e-6)
 
 
-def test_beam_returns_the_chosen_hypothesis_weights():
-    model = _model("multihead", True, sharpen=3.0)
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_beam_returns_the_chosen_hypothesis_weights(cell):
+    model = _model("multihead", True, cell=cell, sharpen=3.0)
     src, lengths = _src()
     out = decode_beam(model, src, lengths, beam_size=3, max_length=6, alpha=0.5)
     tgt_in = jnp.concatenate([jnp.full((3, 1), BOS, jnp.int32), out.tokens[:, :-1]], axis=1)
-    _, weights = model(src, lengths, tgt_in, out.lengths)
+    _, weights = teacher(model, src, lengths, tgt_in, out.lengths)
     np.testing.assert_allclose(out.weights, weights, rtol=1e-5, atol=1e-6)
     assert out.weights.shape == (3, 6, 2, 5)
 

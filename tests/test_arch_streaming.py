@@ -14,6 +14,9 @@ from gatedrnn.lm import LanguageModel
 from gatedrnn.streaming import StatefulRNN, split_chunks, stream, tbptt_train
 
 SIZES = [3, 4, 2]
+# jitted once per shape: eager lax.scan would recompile its fresh closure on every call
+stream_jit = nnx.jit(stream)
+run_jit = nnx.jit(lambda layer, x: layer(x))
 
 
 def _assert_tree_close(a, b):
@@ -24,26 +27,27 @@ def _assert_tree_close(a, b):
 def test_chunked_stream_equals_one_full_pass(cell, layers):
     rnn = build_rnn(cell, 3, 5, num_layers=layers, residual=layers > 1, rngs=nnx.Rngs(0))
     x = jax.random.normal(jax.random.key(1), (2, sum(SIZES), 3))
-    full, full_carry = rnn(x)
+    full, full_carry = run_jit(rnn, x)
     outs, carry, start = [], None, 0
     for n in SIZES:
-        y, carry = stream(rnn, x[:, start : start + n], carry)
+        y, carry = stream_jit(rnn, x[:, start : start + n], carry)
         outs.append(y)
         start += n
     np.testing.assert_allclose(jnp.concatenate(outs, axis=1), full, rtol=1e-5, atol=1e-6)
     _assert_tree_close(carry, full_carry)
     # the same with the carry kept inside a StatefulRNN (and after reset_state)
     stateful = StatefulRNN(rnn, batch_size=2)
+    call = nnx.jit(lambda m, c: m(c))
     for _ in range(2):
         stateful.reset_state()
-        outs = [stateful(c) for c in split_chunks(x, 4)]
+        outs = [call(stateful, c) for c in split_chunks(x, 4)]
         np.testing.assert_allclose(jnp.concatenate(outs, axis=1), full, rtol=1e-5, atol=1e-6)
 
 
 def test_stateful_rnn_under_jit():
     rnn = build_rnn("gru", 3, 4, rngs=nnx.Rngs(0))
     x = jax.random.normal(jax.random.key(1), (2, 6, 3))
-    full, _ = rnn(x)
+    full, _ = run_jit(rnn, x)
     stateful = StatefulRNN(rnn, batch_size=2)
     call = nnx.jit(lambda m, c: m(c))
     outs = [call(stateful, c) for c in split_chunks(x, 2)]
@@ -53,10 +57,10 @@ def test_stateful_rnn_under_jit():
 def test_chunk_reset_starts_a_fresh_stream():
     rnn = build_rnn("lstm", 3, 4, num_layers=2, rngs=nnx.Rngs(0))
     x = jax.random.normal(jax.random.key(1), (2, 7, 3))
-    _, carry = stream(rnn, x[:, :3])
-    y, _ = stream(rnn, x[:, 3:], carry, reset=jnp.array([True, False]))
-    fresh, _ = rnn(x[:1, 3:])
-    full, _ = rnn(x[1:])
+    _, carry = stream_jit(rnn, x[:, :3])
+    y, _ = stream_jit(rnn, x[:, 3:], carry, reset=jnp.array([True, False]))
+    fresh, _ = run_jit(rnn, x[:1, 3:])
+    full, _ = run_jit(rnn, x[1:])
     np.testing.assert_allclose(y[:1], fresh, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(y[1:], full[:, 3:], rtol=1e-5, atol=1e-6)
 
@@ -67,21 +71,21 @@ def test_per_step_resets_equal_separate_segments(num_layers):
     layer = rnn if num_layers > 1 else rnn.layers[0]
     x = jax.random.normal(jax.random.key(1), (2, 7, 3))
     resets = jnp.zeros((2, 7), bool).at[0, 4].set(True).at[1, 2].set(True)
-    _, carry = stream(layer, x[:, :2])  # some history that example 0 keeps until step 4
-    y, _ = stream(layer, x, carry, resets=resets)
+    _, carry = stream_jit(layer, x[:, :2])  # some history that example 0 keeps until step 4
+    y, _ = stream_jit(layer, x, carry, resets=resets)
     # example 0: history then x[0, :4]; then a fresh segment x[0, 4:]
-    y0a, _ = stream(layer, x[:1, :4], jax.tree.map(lambda a: a[:1], carry))
-    y0b, _ = layer(x[:1, 4:])
+    y0a, _ = stream_jit(layer, x[:1, :4], jax.tree.map(lambda a: a[:1], carry))
+    y0b, _ = run_jit(layer, x[:1, 4:])
     np.testing.assert_allclose(y[:1], jnp.concatenate([y0a, y0b], axis=1), rtol=1e-5, atol=1e-6)
-    y1b, _ = layer(x[1:, 2:])
+    y1b, _ = run_jit(layer, x[1:, 2:])
     np.testing.assert_allclose(y[1:, 2:], y1b, rtol=1e-5, atol=1e-6)
 
 
 def test_short_last_chunk_keeps_the_last_valid_carry():
     rnn = build_rnn("gru", 3, 4, rngs=nnx.Rngs(0))
     x = jax.random.normal(jax.random.key(1), (2, 5, 3))
-    _, carry = stream(rnn, x, seq_lengths=jnp.array([5, 3]))
-    _, want = rnn(x[1:, :3])
+    _, carry = stream_jit(rnn, x, seq_lengths=jnp.array([5, 3]))
+    _, want = run_jit(rnn, x[1:, :3])
     _assert_tree_close(jax.tree.map(lambda a: a[1:], carry), want)
 
 
@@ -93,6 +97,7 @@ def test_bidirectional_cannot_stream():
         StatefulRNN(build_rnn("gru", 3, 4, rngs=nnx.Rngs(0)), 2)(jnp.zeros((3, 2, 3)))
 
 
+@pytest.mark.slow
 def test_tbptt_learns_a_delay_across_chunk_boundaries():
     """y_t = x_{t-3} on a stream of random bits, chunks of 4 steps: 3 of every 4 targets lie in the
     previous chunk, so the loss can fall far below log 2 only if the carry crosses chunk boundaries."""

@@ -82,7 +82,7 @@ def test_sigterm_saves_the_current_step_exits_0_and_resumes_exactly(tmp_path, en
     workdir = str(tmp_path / "run")
     rc, err = start_and_signal(workdir, env, signal.SIGTERM)
     assert rc == 0, err
-    line = [l for l in err.splitlines() if l.startswith("received signal 15: saved a checkpoint at step ")]
+    line = [l for l in err.splitlines() if l.startswith("received SIGTERM: saved a checkpoint at step ")]
     assert line, err
     stopped = int(line[0].split("at step ")[1].split()[0])
     assert 15 <= stopped < 40 and os.path.isdir(os.path.join(workdir, "checkpoints", str(stopped)))

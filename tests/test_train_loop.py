@@ -1,12 +1,13 @@
 """In-process tests of `train_and_evaluate`: outputs, exact resume, faults and bad input."""
 
 import dataclasses
+import gc
 import json
 import os
 import runpy
 import shutil
+import time
 
-import jax
 import numpy as np
 import pytest
 
@@ -81,6 +82,9 @@ def test_resume_from_an_older_checkpoint_logs_the_same_losses(reference, tmp_pat
     assert losses_of(workdir) == losses_of(reference)
 
 
+# orbax's failed read of the garbage leaves tensorstore callbacks aimed at a closed asyncio
+# loop; Python reports them as unraisable exceptions, which are harmless and not ours.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_a_damaged_newest_checkpoint_is_reported_and_an_older_one_resumes(reference, tmp_path, capsys):
     workdir = str(tmp_path / "run")
     shutil.copytree(reference, workdir)
@@ -95,6 +99,8 @@ def test_a_damaged_newest_checkpoint_is_reported_and_an_older_one_resumes(refere
     assert "checkpoint 40 in" in err and "is damaged" in err and "resuming from the checkpoint at step 30" in err
     assert os.path.isdir(os.path.join(workdir, "checkpoints_damaged", "40"))
     assert losses_of(workdir) == losses_of(reference)
+    time.sleep(0.5)  # let the stray callbacks fire inside this test, under its filter
+    gc.collect()
 
 
 def test_resume_with_an_incompatible_config_is_refused_and_leaves_the_workdir_alone(reference, tmp_path):
