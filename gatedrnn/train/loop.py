@@ -8,19 +8,19 @@ number of (seed, step), a resumed run logs exactly the losses of an uninterrupte
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import signal
 import sys
+import threading
 import time
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import optax
 from flax import nnx, struct
+from tqdm import tqdm
 
 from gatedrnn.cells import CELLS
 from gatedrnn.train import distributed, losses
@@ -146,35 +146,96 @@ def _reset_metrics(state: TrainState) -> TrainState:
     return state.replace(metric_sums=jax.tree.map(jnp.zeros_like, state.metric_sums))
 
 
-class _SignalFlag:
-    """Turns SIGTERM (a preemption) into a flag the loop polls after every step."""
+class _Preemption:
+    """SIGTERM (a preempted batch job) as a stop request that the loop polls after every step.
+
+    One process: a Python SIGTERM handler sets a flag. Several processes: JAX's preemption
+    service (started by `jax.distributed.initialize`) hears the signal on any process and
+    agrees on one step at which every process stops (`reached_preemption_sync_point`).
+    """
 
     def __init__(self):
-        self.received: int | None = None
+        self.received = False
         self._old = None
+        self._multi = jax.process_count() > 1
 
     def __enter__(self):
-        if threading_main():
+        if not self._multi and threading.current_thread() is threading.main_thread():
             self._old = signal.signal(signal.SIGTERM, self._handle)
         return self
 
     def _handle(self, signum, frame):
-        self.received = signum
+        self.received = True
 
     def __exit__(self, *exc):
         if self._old is not None:
             signal.signal(signal.SIGTERM, self._old)
 
+    def requested(self, step: int) -> bool:
+        if self._multi:
+            from jax.experimental import multihost_utils
 
-def threading_main() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
+            return multihost_utils.reached_preemption_sync_point(step)
+        return self.received
 
 
 def _log(message: str) -> None:
     if jax.process_index() == 0:
         print(message, file=sys.stderr, flush=True)
+
+
+class _Run:
+    """The jitted functions, the checkpointer and the writer of one run (see `train_and_evaluate`)."""
+
+    def __init__(self, exp: Experiment, workdir: str):
+        c = self.config = exp.config
+        self.exp = exp
+        mesh = distributed.make_mesh()
+        self.repl, self.data = distributed.replicated(mesh), distributed.batch_sharded(mesh)
+        repl, data = self.repl, self.data
+        self.step_fn = jax.jit(lambda s, b: train_step(exp, s, b), in_shardings=(repl, data), out_shardings=repl,
+                               donate_argnums=0)
+        self.eval_fn = jax.jit(lambda p, b: eval_step(exp, p, b), in_shardings=(repl, data), out_shardings=repl)
+        self.reset_fn = jax.jit(_reset_metrics, in_shardings=repl, out_shardings=repl, donate_argnums=0)
+        self.ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=c.checkpoint.keep,
+                                 keep_best=c.checkpoint.keep_best)
+        self.eval_batches = [distributed.global_batch(exp.task.eval_batch(c.train.seed, i, c.eval.batch_size), data)
+                             for i in range(c.eval.num_batches)]
+
+    def restore_or_init(self) -> tuple[int, TrainState]:
+        abstract = jax.eval_shape(lambda: init_state(self.exp))
+        abstract = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=self.repl), abstract)
+        step, restored = self.ckpt.restore_newest(abstract.as_dict(), report=lambda m: _log(f"warning: {m}"))
+        if restored is None:
+            return 0, distributed.replicate(init_state(self.exp), self.repl)
+        _log(f"resuming from the checkpoint at step {step} in {self.ckpt.directory}")
+        return step, TrainState(**restored)
+
+    def train_batch(self, step: int) -> dict[str, jax.Array]:
+        c = self.config
+        return distributed.global_batch(self.exp.task.train_batch(c.train.seed, step, c.train.batch_size), self.data)
+
+    def evaluate(self, params: Any) -> dict[str, float]:
+        total = None
+        for batch in self.eval_batches:
+            sums = self.eval_fn(params, batch)
+            total = sums if total is None else losses.add_sums(total, sums)
+        return {f"eval_{k}": v for k, v in losses.normalize(distributed.to_host(total)).items()}
+
+    def check_finite(self, state: TrainState) -> None:
+        bad = int(distributed.to_host(state.nonfinite_step))
+        if bad >= 0:
+            self.ckpt.wait()
+            good = self.ckpt.all_steps()
+            kept = f"the last good checkpoint is step {good[-1]} in {self.ckpt.directory}" if good else "no checkpoint was saved"
+            raise NonFiniteLossError(f"the training loss became non-finite at step {bad}; stopped ({kept})")
+
+
+def _check_divisible(config: ml_collections.ConfigDict) -> None:
+    n = jax.device_count()
+    for field, size in (("train.batch_size", config.train.batch_size), ("eval.batch_size", config.eval.batch_size)):
+        if size % n:
+            raise ConfigError(f"{field}={size} must be divisible by the number of devices ({n})")
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
@@ -183,111 +244,66 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     Raises ConfigError (bad config, or a workdir written by an incompatible config; the
     workdir is then left untouched) and NonFiniteLossError (the last good checkpoint stays).
     """
+    c = config
     exp = make_experiment(config)
     workdir = os.path.abspath(workdir)
     check_resume_compatible(config, os.path.join(workdir, "config.json"))
-    c = config
-    num_devices = jax.device_count()
-    for field in ("train.batch_size", "eval.batch_size"):
-        size = c.train.batch_size if field == "train.batch_size" else c.eval.batch_size
-        if size % num_devices:
-            raise ConfigError(f"{field}={size} must be divisible by the number of devices ({num_devices})")
-
-    mesh = distributed.make_mesh()
-    repl, data = distributed.replicated(mesh), distributed.batch_sharded(mesh)
-    step_fn = jax.jit(lambda s, b: train_step(exp, s, b), in_shardings=(repl, data), out_shardings=repl,
-                      donate_argnums=0)
-    eval_fn = jax.jit(lambda p, b: eval_step(exp, p, b), in_shardings=(repl, data), out_shardings=repl)
-    reset_fn = jax.jit(_reset_metrics, in_shardings=repl, out_shardings=repl, donate_argnums=0)
-
-    abstract = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=repl), jax.eval_shape(lambda: init_state(exp)))
-    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=c.checkpoint.keep, keep_best=c.checkpoint.keep_best)
-    start, restored = ckpt.restore_newest(abstract.as_dict(), report=lambda m: _log(f"warning: {m}"))
-    state = TrainState(**restored) if restored is not None else distributed.replicate(init_state(exp), repl)
-    start = start or 0
+    _check_divisible(config)
+    # Nothing above writes; from here on the workdir is ours.
+    run = _Run(exp, workdir)
+    start, state = run.restore_or_init()
     _log(f"training on {jax.device_count()} device(s) in {jax.process_count()} process(es)")
-    if start:
-        _log(f"resuming from the checkpoint at step {start} in {ckpt.directory}")
     primary = jax.process_index() == 0
     if primary:
         with open(os.path.join(workdir, "config.json"), "w") as f:
             f.write(to_json(config))
     writer = MetricsWriter(workdir, resume_step=start, enabled=primary, tensorboard=c.log.tensorboard, plots=c.log.plots)
-
-    eval_batches = [
-        distributed.global_batch(exp.task.eval_batch(c.train.seed, i, c.eval.batch_size), data)
-        for i in range(c.eval.num_batches)
-    ]
-
-    def evaluate(params) -> dict[str, float]:
-        total = None
-        for batch in eval_batches:
-            sums = eval_fn(params, batch)
-            total = sums if total is None else losses.add_sums(total, sums)
-        return {f"eval_{k}": v for k, v in losses.normalize(distributed.to_host(total)).items()}
-
-    def check_finite() -> None:
-        bad = int(distributed.to_host(state.nonfinite_step))
-        if bad >= 0:
-            ckpt.wait()
-            good = ckpt.all_steps()
-            kept = f"the last good checkpoint is step {good[-1]} in {ckpt.directory}" if good else "no checkpoint was saved"
-            raise NonFiniteLossError(f"the training loss became non-finite at step {bad}; stopped ({kept})")
-
     last_record: dict[str, Any] = (read_metrics(writer.path) or [{}])[-1] if primary else {}
     saved_at = start
-    from tqdm import tqdm
-
     bar = tqdm(total=c.train.num_steps, initial=start, disable=not (primary and c.log.progress), unit="step",
                dynamic_ncols=True, file=sys.stderr)
     window_start, window_steps = time.perf_counter(), 0
     try:
-        with _SignalFlag() as sig:
+        with _Preemption() as preemption:
             for step in range(start, c.train.num_steps):
-                batch = distributed.global_batch(exp.task.train_batch(c.train.seed, step, c.train.batch_size), data)
-                state = step_fn(state, batch)
+                state = run.step_fn(state, run.train_batch(step))
                 done, window_steps = step + 1, window_steps + 1
                 bar.update(1)
                 if c.debug.step_delay_s:
                     time.sleep(c.debug.step_delay_s)
+                stop = preemption.requested(done)
                 is_eval = done % c.eval.every_steps == 0 or done == c.train.num_steps
-                is_log = is_eval or done % c.log.every_steps == 0
-                is_ckpt = done % c.checkpoint.every_steps == 0 or done == c.train.num_steps
                 eval_metrics = None
-                if is_log:
-                    check_finite()
-                    train = losses.normalize(distributed.to_host(state.metric_sums))
-                    state = reset_fn(state)
-                    elapsed = time.perf_counter() - window_start
-                    record = {"step": done, **train, "learning_rate": float(exp.schedule(done - 1))}
+                if is_eval or done % c.log.every_steps == 0:
+                    run.check_finite(state)
+                    record = {"step": done, **losses.normalize(distributed.to_host(state.metric_sums)),
+                              "learning_rate": float(exp.schedule(done - 1))}
+                    state = run.reset_fn(state)
                     if is_eval:
-                        eval_metrics = evaluate(state.params)
+                        eval_metrics = run.evaluate(state.params)
                         record.update(eval_metrics)
-                    record["steps_per_s"] = window_steps / max(elapsed, 1e-9)
+                    record["steps_per_s"] = window_steps / max(time.perf_counter() - window_start, 1e-9)
                     writer.write(record)
                     last_record = record
-                    bar.set_postfix(loss=f"{train['loss']:.4g}",
-                                    ex_per_s=f"{record['steps_per_s'] * c.train.batch_size:.0f}")
+                    bar.set_postfix(loss=f"{record['loss']:.4g}", ex_per_s=f"{record['steps_per_s'] * c.train.batch_size:.0f}")
                     window_start, window_steps = time.perf_counter(), 0
-                if is_ckpt or sig.received is not None:
-                    check_finite()
-                    if eval_metrics is None:
-                        eval_metrics = evaluate(state.params)
-                    ckpt.save(done, state.as_dict(), metrics=eval_metrics)
+                if stop or done % c.checkpoint.every_steps == 0 or done == c.train.num_steps:
+                    run.check_finite(state)
+                    run.ckpt.save(done, state.as_dict(), metrics=eval_metrics or run.evaluate(state.params))
                     saved_at = done
-                if sig.received is not None:
-                    ckpt.wait()
+                if stop:
+                    run.ckpt.wait()
                     bar.close()
-                    _log(f"received signal {sig.received}: saved a checkpoint at step {done} in {ckpt.directory}; "
-                         f"rerun the same command to resume")
+                    _log(f"received SIGTERM: saved a checkpoint at step {done} in {run.ckpt.directory}; "
+                         "rerun the same command to resume")
                     break
-            check_finite()
+            run.check_finite(state)
     finally:
         bar.close()
-        ckpt.close()
+        run.ckpt.close()
         writer.close()
     if primary:
         plot = writer.plot()
-        _log(f"metrics: {writer.path}\ncheckpoints: {ckpt.directory} (newest step {saved_at})"
+        _log(f"metrics: {writer.path}\ncheckpoints: {run.ckpt.directory} (newest step {saved_at})"
              + (f"\nplot: {plot}" if plot else ""))
     return last_record
