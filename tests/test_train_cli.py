@@ -151,3 +151,39 @@ def test_two_processes_on_loopback_log_the_losses_of_one(tmp_path, env, referenc
     assert "training on 2 device(s) in 2 process(es)" in results[0][1]
     assert "metrics:" in results[0][1] and "metrics:" not in results[1][1]  # only process 0 writes
     close_losses(workdir, reference)
+
+
+def test_sigterm_to_one_of_two_processes_stops_both_at_one_step_and_one_process_resumes(tmp_path, env, reference):
+    workdir = str(tmp_path / "run")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    procs = [
+        subprocess.Popen(command(workdir, "--config.debug.step_delay_s=0.1", f"--coordinator_address=127.0.0.1:{port}",
+                                 "--num_processes=2", f"--process_id={i}"), cwd=REPO, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i in range(2)
+    ]
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and procs[1].poll() is None:
+            records = read_metrics(os.path.join(workdir, "metrics.jsonl"))
+            if records and records[-1]["step"] >= 15:
+                procs[1].send_signal(signal.SIGTERM)  # the preemption notice reaches one host only
+                break
+            time.sleep(0.05)
+        results = [p.communicate(timeout=180) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+    assert [p.returncode for p in procs] == [0, 0], results
+    line = [l for l in results[0][1].splitlines() if l.startswith("received SIGTERM: saved a checkpoint at step ")]
+    assert line, results[0][1]
+    stopped = int(line[0].split("at step ")[1].split()[0])
+    assert 15 <= stopped < 40 and os.path.isdir(os.path.join(workdir, "checkpoints", str(stopped)))
+    done = run(workdir, env)  # one process picks up what two left
+    assert done.returncode == 0, done.stderr
+    assert f"resuming from the checkpoint at step {stopped}" in done.stderr
+    close_losses(workdir, reference)

@@ -166,3 +166,25 @@ def test_dropout_and_other_optimizers_run(tmp_path):
         train_and_evaluate(smoke_config(optim__name=name, model__dropout=0.2, model__num_layers=2, train__num_steps=10,
                                         optim__warmup_steps=2, optim__schedule="linear"), workdir)
         assert all(np.isfinite(r["loss"]) for r in read_metrics(os.path.join(workdir, "metrics.jsonl")))
+
+
+def test_checkpoints_of_another_model_are_refused_even_without_config_json(reference, tmp_path):
+    workdir = str(tmp_path / "run")
+    shutil.copytree(reference, workdir)
+    os.remove(os.path.join(workdir, "config.json"))
+    before = snapshot(workdir)
+    with pytest.raises(ConfigError, match=r"the checkpoint at step 40 in .* was written by a different config "
+                                          r"\(params/head/kernel is shape \(8, 1\) float32 there, shape \(12, 1\) float32 here\)"):
+        train_and_evaluate(smoke_config(model__hidden_size=12), workdir)
+    with pytest.raises(ConfigError, match=r"the optimizer state differs"):
+        train_and_evaluate(smoke_config(optim__name="sgd"), workdir)
+    assert snapshot(workdir) == before
+
+
+def test_a_workdir_without_checkpoints_takes_any_config(tmp_path):
+    workdir = str(tmp_path / "run")
+    os.makedirs(workdir)
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        f.write('{"model": {"hidden_size": 99}}')
+    train_and_evaluate(smoke_config(train__num_steps=5, optim__warmup_steps=0, checkpoint__every_steps=5), workdir)
+    assert read_metrics(os.path.join(workdir, "metrics.jsonl"))[-1]["step"] == 5

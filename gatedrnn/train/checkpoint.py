@@ -10,6 +10,8 @@ from typing import Any, Callable
 import jax
 import orbax.checkpoint as ocp
 
+from gatedrnn.train.config import ConfigError
+
 
 class Checkpointer:
     """Saves the train state (a pytree of arrays) under `directory/<step>`.
@@ -33,7 +35,8 @@ class Checkpointer:
             cleanup_tmp_directories=True,  # half-written saves of a killed run
             enable_async_checkpointing=True,
         )
-        self.manager = ocp.CheckpointManager(self.directory, options=options)
+        self.manager = ocp.CheckpointManager(self.directory, options=options,
+                                             item_handlers=ocp.StandardCheckpointHandler())
 
     def all_steps(self) -> list[int]:
         return sorted(self.manager.all_steps())
@@ -52,9 +55,21 @@ class Checkpointer:
         """Restores the newest checkpoint that reads back whole; returns (step, state) or (None, None).
 
         A checkpoint that fails to restore is reported through `report`, moved to
-        `<directory>_damaged/<step>` (never deleted) and the next older one is tried.
+        `<directory>_damaged/<step>` (never deleted) and the next older one is tried. A
+        checkpoint that reads back but holds other shapes than `abstract_state` was written by
+        another config: ConfigError, and nothing is moved.
         """
         for step in reversed(self.all_steps()):
+            try:
+                saved = self.manager.item_metadata(step)
+                saved = saved.tree if hasattr(saved, "tree") else saved
+            except Exception:  # noqa: BLE001 - unreadable metadata: the restore below reports it
+                saved = None
+            if isinstance(saved, dict):
+                mismatch = describe_mismatch(saved, abstract_state)
+                if mismatch:
+                    raise ConfigError(f"the checkpoint at step {step} in {self.directory} was written by a different "
+                                      f"config ({mismatch}); use that config or a new --workdir")
             try:
                 state = self.manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
                 _check_structure(abstract_state, state)
@@ -72,6 +87,31 @@ class Checkpointer:
                 _barrier(f"checkpoint_damaged_{step}")
                 self.manager.reload()
         return None, None
+
+
+def _signatures(tree: Any) -> dict[str, tuple]:
+    """{"params/rnn/layers/0/params/w": ((2, 4, 8), "float32"), ...}; keys as strings."""
+    out = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        parts = [str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path]
+        out["/".join(parts)] = (tuple(leaf.shape), str(leaf.dtype))
+    return out
+
+
+def describe_mismatch(saved: dict, abstract_state: dict) -> str | None:
+    """How a checkpoint's array metadata differs from the state this config builds, or None."""
+    for group in ("params", "metric_sums"):
+        have, want = _signatures(saved.get(group, {})), _signatures(abstract_state[group])
+        for name in sorted(set(have) | set(want)):
+            if have.get(name) != want.get(name):
+                got = "absent" if name not in have else f"shape {have[name][0]} {have[name][1]}"
+                need = "absent" if name not in want else f"shape {want[name][0]} {want[name][1]}"
+                return f"{group}/{name} is {got} there, {need} here"
+    have = sorted(_signatures(saved.get("opt_state", {})).values())
+    want = sorted(_signatures(abstract_state["opt_state"]).values())
+    if have != want:
+        return "the optimizer state differs (another optim.name?)"
+    return None
 
 
 def _check_structure(abstract_state: Any, state: Any) -> None:

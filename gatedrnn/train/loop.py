@@ -231,6 +231,11 @@ class _Run:
             raise NonFiniteLossError(f"the training loss became non-finite at step {bad}; stopped ({kept})")
 
 
+def _has_checkpoints(workdir: str) -> bool:
+    directory = os.path.join(workdir, "checkpoints")
+    return os.path.isdir(directory) and any(name.isdigit() for name in os.listdir(directory))
+
+
 def _check_divisible(config: ml_collections.ConfigDict) -> None:
     n = jax.device_count()
     for field, size in (("train.batch_size", config.train.batch_size), ("eval.batch_size", config.eval.batch_size)):
@@ -247,7 +252,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     c = config
     exp = make_experiment(config)
     workdir = os.path.abspath(workdir)
-    check_resume_compatible(config, os.path.join(workdir, "config.json"))
+    if _has_checkpoints(workdir):  # with none, there is nothing to resume and any config goes
+        check_resume_compatible(config, os.path.join(workdir, "config.json"))
     _check_divisible(config)
     # Nothing above writes; from here on the workdir is ours.
     run = _Run(exp, workdir)
