@@ -26,7 +26,9 @@ class RNN(nnx.Module):
 
     `params` overrides the cell's own init (used by `gatedrnn.interop`); otherwise
     `rngs.params()` seeds `cell.init`. `dtype` is the compute dtype (e.g. bfloat16) while
-    parameters stay in `param_dtype`.
+    parameters stay in `param_dtype`. `reverse`, `unroll`, `remat`, `dtype` and `vjp` are
+    passed to `gatedrnn.scan.scan_cell` (see there); they are plain attributes, so they can be
+    changed after construction.
     """
 
     def __init__(
@@ -40,6 +42,7 @@ class RNN(nnx.Module):
         remat: bool | int | str = False,
         dtype: Any = None,
         param_dtype: Any = jnp.float32,
+        vjp: str = "fused",
     ):
         if params is None:
             if rngs is None:
@@ -50,6 +53,7 @@ class RNN(nnx.Module):
         self.unroll = unroll
         self.remat = remat
         self.dtype = dtype
+        self.vjp = vjp
         self.params = nnx.data(jax.tree.map(nnx.Param, params))
 
     @property
@@ -75,6 +79,7 @@ class RNN(nnx.Module):
             unroll=self.unroll,
             remat=self.remat,
             dtype=self.dtype,
+            vjp=self.vjp,
         )
 
 
@@ -179,6 +184,7 @@ def build_rnn(
     unroll: int | bool = 1,
     remat: bool | int | str = False,
     dtype: Any = None,
+    vjp: str = "fused",
     **cell_options,
 ) -> Stack:
     """A `Stack` of `num_layers` layers of a registered cell, optionally bidirectional.
@@ -192,7 +198,7 @@ def build_rnn(
     size = input_size
     for _ in range(num_layers):
         cell_def = make_cell(cell, size, hidden_size, **cell_options)
-        kw = dict(rngs=rngs, unroll=unroll, remat=remat, dtype=dtype)
+        kw = dict(rngs=rngs, unroll=unroll, remat=remat, dtype=dtype, vjp=vjp)
         if bidirectional:
             layer = Bidirectional(RNN(cell_def, **kw), RNN(cell_def, reverse=True, **kw), merge=merge)
         else:

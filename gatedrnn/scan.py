@@ -7,6 +7,7 @@ remat), outside the loop; `lax.scan` then runs only the recurrent step.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -14,7 +15,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gatedrnn.cells.base import Cell, Carry, Params
+from gatedrnn.cells.base import Cell, Carry, Params, gate_matmul
+
+VJPS = ("fused", "autodiff")
 
 
 def flip_sequences(xs: jax.Array, seq_lengths: jax.Array | None) -> jax.Array:
@@ -77,6 +80,7 @@ def scan_cell(
     unroll: int | bool = 1,
     remat: bool | int | str = False,
     dtype: Any = None,
+    vjp: str = "fused",
 ) -> tuple[jax.Array, Carry]:
     """Runs `cell` over a batch of sequences.
 
@@ -95,6 +99,11 @@ def scan_cell(
         length. Backward memory for the step residuals grows as O(T / chunk + chunk).
       dtype: compute dtype (e.g. jnp.bfloat16); params and inputs are cast to it. None
         keeps the input's dtype.
+      vjp: "fused" (default): a custom VJP that replays each step backwards and computes
+        every recurrent weight's gradient as one matmul over all steps, instead of one small
+        matmul per step; reverse mode only. "autodiff": plain `jax.grad` through `lax.scan`,
+        which also supports forward mode (`jax.jvp`, `jax.jacfwd`). Both give the same
+        values and gradients (tested).
 
     Returns:
       (ys [batch, time, cell.output_size], final carry).
@@ -104,6 +113,8 @@ def scan_cell(
             f"xs must have shape [batch, time, {cell.input_size}] for {type(cell).__name__}, got {tuple(xs.shape)}"
         )
     batch, time = xs.shape[:2]
+    if vjp not in VJPS:
+        raise ValueError(f"vjp={vjp!r} is not valid; choose one of {sorted(VJPS)}")
     if dtype is not None:
         params, xs = _cast_floats(params, dtype), xs.astype(dtype)
     if seq_lengths is not None:
@@ -120,18 +131,12 @@ def scan_cell(
     if chunk is not None and time % chunk and mask is None:
         mask = jnp.ones((time, batch), bool)  # padded tail steps must not move the carry
 
-    def body(carry, inputs):
-        xp_t, mask_t = inputs
-        new_carry, y = cell.step(params, carry, xp_t)
-        if mask_t is not None:
-            new_carry = _where(mask_t, new_carry, carry)
-            y = _where(mask_t, y, jnp.zeros_like(y))
-        return new_carry, y
+    steps = _fused_steps(cell, unroll) if vjp == "fused" else functools.partial(_scan_steps, cell, unroll=unroll)
 
     def run(carry, inputs):
         xs, mask = inputs
         xp = cell.project(params, xs)  # every step at once: leaves [time, batch, ...]
-        return jax.lax.scan(body, carry, (xp, mask), unroll=unroll)
+        return steps(params, carry, xp, mask)
 
     if chunk is None:
         carry, ys = run(carry, (xs, mask))
@@ -142,6 +147,126 @@ def scan_cell(
     if reverse:
         ys = flip_sequences(ys, seq_lengths)
     return ys, carry
+
+
+def _masked_step(cell, params, carry, xp_t, mask_t, matmul=gate_matmul):
+    """One step; where mask_t [batch] is False the carry is kept and the output is zero."""
+    new_carry, y = cell.step(params, carry, xp_t, matmul=matmul)
+    if mask_t is not None:
+        new_carry = _where(mask_t, new_carry, carry)
+        y = _where(mask_t, y, jnp.zeros_like(y))
+    return new_carry, y
+
+
+def _scan_steps(cell, params, carry, xp, mask, *, unroll):
+    """The recurrence over projected inputs xp (leaves [time, batch, ...]) -> (carry, ys [time, ...])."""
+    return jax.lax.scan(lambda c, inp: _masked_step(cell, params, c, *inp), carry, (xp, mask), unroll=unroll)
+
+
+@jax.custom_vjp
+def _replayed(lhs, out, w):
+    """Returns the saved product `out` (= lhs @ w); backward gives d lhs and d out, not d w."""
+    del lhs, w
+    return out
+
+
+def _replayed_fwd(lhs, out, w):
+    return out, w
+
+
+def _replayed_bwd(w, g):
+    d_lhs = g @ w.T if w.ndim == 2 else jnp.einsum("g...h,kgh->...k", g, w)
+    return d_lhs, g, jnp.zeros_like(w)
+
+
+_replayed.defvjp(_replayed_fwd, _replayed_bwd)
+
+
+def _weight_grad(lhs: jax.Array, d_out: jax.Array, w: jax.Array) -> jax.Array:
+    """sum over steps and batch of lhs^T d_out, one matmul.
+
+    lhs [t, b, k]; d_out [t, b, h] for w [k, h], or [t, g, b, h] for w [k, g, h].
+    """
+    acc = jnp.float32 if jnp.finfo(lhs.dtype).bits < 32 else lhs.dtype  # sum bfloat16 in float32
+    lhs = lhs.reshape(-1, lhs.shape[-1]).astype(acc)
+    if w.ndim == 2:
+        grad = jnp.einsum("nk,nh->kh", lhs, d_out.reshape(-1, d_out.shape[-1]).astype(acc))
+    else:
+        d_out = jnp.moveaxis(d_out, 1, 0).reshape(d_out.shape[1], -1, d_out.shape[-1]).astype(acc)
+        grad = jnp.einsum("nk,gnh->kgh", lhs, d_out)
+    return grad.astype(w.dtype)
+
+
+@functools.cache
+def _fused_steps(cell, unroll):
+    """`_scan_steps` with a custom VJP whose weight gradients are one matmul over all steps.
+
+    Forward saves, per step, the previous carry and every (state, state @ W) product the step
+    makes through `matmul`. Backward scans in reverse, replaying each step with the saved
+    products (so no recurrent matmul is recomputed) to get d carry, d xp_t, the gradients of
+    the element-wise params, and d(state @ W); after the loop, d W = sum_t state_t^T d(...)_t
+    is one matmul per weight, pulled back to the params pytree.
+    """
+
+    def weights_used(params, carry, xp, mask):
+        """The weights the step multiplies by, as functions of params (the rest is dead code)."""
+        used = []
+
+        def record(lhs, w):
+            used.append(w.astype(lhs.dtype))
+            return gate_matmul(lhs, w)
+
+        _masked_step(cell, params, carry, jax.tree.map(lambda a: a[0], xp), None, matmul=record)
+        return used
+
+    def forward(params, carry, xp, mask):
+        def body(c, inp):
+            xp_t, mask_t = inp
+            products = []
+
+            def record(lhs, w):
+                out = gate_matmul(lhs, w)
+                products.append((lhs, out))
+                return out
+
+            new_c, y = _masked_step(cell, params, c, xp_t, mask_t, matmul=record)
+            return new_c, (y, c, products)
+
+        carry, (ys, carries, products) = jax.lax.scan(body, carry, (xp, mask), unroll=unroll)
+        return (carry, ys), (params, carry, xp, mask, carries, products)
+
+    @jax.custom_vjp
+    def steps(params, carry, xp, mask):
+        return _scan_steps(cell, params, carry, xp, mask, unroll=unroll)
+
+    def steps_bwd(saved, cotangents):
+        params, final_carry, xp, mask, carries, products = saved
+        d_carry, d_ys = cotangents
+        outs = [out for _, out in products]
+
+        def replay(c, xp_t, p, outs_t, mask_t):
+            saved_outs = iter(outs_t)
+            matmul = lambda lhs, w: _replayed(lhs, next(saved_outs), w.astype(lhs.dtype))  # noqa: E731
+            return _masked_step(cell, p, c, xp_t, mask_t, matmul=matmul)
+
+        def body(acc, inp):
+            d_c, d_p = acc
+            c, xp_t, mask_t, outs_t, d_y = inp
+            _, pullback = jax.vjp(lambda c, x, p, o: replay(c, x, p, o, mask_t), c, xp_t, params, outs_t)
+            d_c, d_x, d_p_t, d_outs = pullback((d_c, d_y))
+            return (d_c, jax.tree.map(jnp.add, d_p, d_p_t)), (d_x, d_outs)
+
+        zeros = jax.tree.map(jnp.zeros_like, params)
+        (d_carry0, d_params), (d_xp, d_outs) = jax.lax.scan(
+            body, (d_carry, zeros), (carries, xp, mask, outs, d_ys), reverse=True, unroll=unroll
+        )
+        used, pullback = jax.vjp(lambda p: weights_used(p, final_carry, xp, mask), params)
+        d_used = [_weight_grad(lhs, d_out, w) for (lhs, _), d_out, w in zip(products, d_outs, used)]
+        (d_weights,) = pullback(d_used)
+        return jax.tree.map(jnp.add, d_params, d_weights), d_carry0, d_xp, None
+
+    steps.defvjp(forward, steps_bwd)
+    return steps
 
 
 def _chunked_scan(run, carry, inputs, time: int, chunk: int):

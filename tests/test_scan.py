@@ -141,3 +141,41 @@ def test_wrong_feature_size_is_named():
     cell = GRU(3, 4)
     with pytest.raises(ValueError, match=r"xs must have shape \[batch, time, 3\] for GRU, got \(2, 5, 6\)"):
         scan_cell(cell, cell.init(jax.random.key(0)), jnp.zeros((2, 5, 6)))
+
+
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_fused_vjp_equals_autodiff_in_values_and_gradients(name):
+    cell, _ = ZOO[name]
+    params = cell.init(jax.random.key(0))
+    xs = jax.random.normal(jax.random.key(1), (4, 7, cell.input_size))
+    carry0 = jax.tree.map(lambda c: c + 0.1, cell.initial_carry((4,)))
+
+    def loss(params, xs, carry0, vjp, reverse):
+        ys, carry = scan_cell(cell, params, xs, initial_carry=carry0, seq_lengths=LENGTHS, reverse=reverse, vjp=vjp)
+        return jnp.sum(jnp.sin(ys)) + sum(jnp.sum(c**2) for c in jax.tree.leaves(carry)), ys
+
+    grad = jax.jit(jax.grad(loss, argnums=(0, 1, 2), has_aux=True), static_argnums=(3, 4))
+    for reverse in (False, True):
+        (want, ys_want), (got, ys_got) = grad(params, xs, carry0, "autodiff", reverse), grad(params, xs, carry0, "fused", reverse)
+        np.testing.assert_allclose(ys_got, ys_want, atol=1e-6)
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=2e-5, rtol=1e-5), got, want)
+
+
+def test_fused_vjp_composes_with_remat_and_bfloat16():
+    cell, params, xs = _setup("lstm_proj", time=9)
+
+    def loss(p, vjp, remat, dtype):
+        ys, _ = scan_cell(cell, p, xs, seq_lengths=LENGTHS, vjp=vjp, remat=remat, dtype=dtype)
+        return jnp.sum(ys.astype(jnp.float32) ** 2)
+
+    want = jax.grad(loss)(params, "autodiff", False, None)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5), jax.grad(loss)(params, "fused", 4, None), want)
+    bf16 = jax.grad(loss)(params, "fused", False, jnp.bfloat16)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=0.1, rtol=0.1), bf16, want)
+    assert all(g.dtype == jnp.float32 for g in jax.tree.leaves(bf16))
+
+
+def test_bad_vjp_is_named():
+    cell, params, xs = _setup("gru")
+    with pytest.raises(ValueError, match="vjp='fast' is not valid; choose one of"):
+        scan_cell(cell, params, xs, vjp="fast")

@@ -10,6 +10,10 @@ A cell is a frozen dataclass of hyper-parameters plus four pure functions:
   project(params, xs)              -> xp               ([..., d] -> pytree of [..., h]; time-parallel)
   step(params, carry, xp_t)        -> (carry, y_t)      (one time step; a `lax.scan` body)
 
+`step` takes an optional `matmul=gate_matmul` and routes every product of a state with a
+weight matrix through it (`matmul(h, params["r"])`), so that the engine can replay the step
+and compute each weight's gradient over all steps as one matmul.
+
 `project` holds every computation that depends on the input only (one matmul for all
 steps), so the sequential `step` does just the recurrent work. `project` is
 element-wise over leading axes: the scan engine calls it on `[time, batch, d]`.
@@ -49,10 +53,17 @@ def expand(v: jax.Array, like: jax.Array) -> jax.Array:
     return v.astype(like.dtype).reshape((1,) * (like.ndim - v.ndim) + v.shape)
 
 
-def gate_matmul(x: jax.Array, w: jax.Array) -> tuple[jax.Array, ...]:
-    """One matmul for all gates: x [..., k], w [k, g, h] -> g arrays of [..., h]."""
-    y = jnp.einsum("...k,kgh->g...h", x, w.astype(x.dtype))
-    return tuple(y[i] for i in range(w.shape[1]))
+def gate_matmul(x: jax.Array, w: jax.Array) -> jax.Array:
+    """One matmul for all gates: x [..., k] @ w [k, g, h] -> [g, ..., h] (gate-major, so
+    `a, b, c = gate_matmul(x, w)` unpacks gates); w [k, h] -> [..., h]. w is cast to x's dtype.
+
+    This is also the default `matmul` of every cell's `step`: the scan engine passes its own
+    (same values) to compute the weight gradients of all steps as one matmul.
+    """
+    w = w.astype(x.dtype)
+    if w.ndim == 2:
+        return x @ w
+    return jnp.einsum("...k,kgh->g...h", x, w)
 
 
 def layer_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, eps: float = 1e-5) -> jax.Array:
@@ -93,5 +104,5 @@ class Cell:
     def project(self, params: Params, xs: jax.Array):
         raise NotImplementedError
 
-    def step(self, params: Params, carry: Carry, xp) -> tuple[Carry, jax.Array]:
+    def step(self, params: Params, carry: Carry, xp, matmul=gate_matmul) -> tuple[Carry, jax.Array]:
         raise NotImplementedError

@@ -46,11 +46,10 @@ class GRU(Cell):
             xr, xz, xn = xr + expand(b[0], xr), xz + expand(b[1], xz), xn + expand(b[2], xn)
         return xr, xz, xn
 
-    def step(self, params, h, xp):
+    def step(self, params, h, xp, matmul=gate_matmul):
         xr, xz, xn = xp
-        r_w = params["r"].astype(h.dtype)
         if self.reset_after:
-            hr, hz, hn = gate_matmul(h, r_w)
+            hr, hz, hn = matmul(h, params["r"])
             if self.bias:
                 b = params["b_h"]
                 hr, hz, hn = hr + expand(b[0], hr), hz + expand(b[1], hz), hn + expand(b[2], hn)
@@ -58,9 +57,9 @@ class GRU(Cell):
             z = jax.nn.sigmoid(xz + hz)
             n = jnp.tanh(xn + r * hn)
         else:
-            hr, hz = gate_matmul(h, r_w[:, :2])
+            hr, hz = matmul(h, params["r"][:, :2])
             r = jax.nn.sigmoid(xr + hr)
             z = jax.nn.sigmoid(xz + hz)
-            n = jnp.tanh(xn + (r * h) @ r_w[:, 2])
+            n = jnp.tanh(xn + matmul(r * h, params["r"][:, 2]))
         h = n + z * (h - n)
         return h, h

@@ -94,7 +94,7 @@ class LSTM(Cell):
         return 0 if self.cifg else 1
 
     def project(self, params, xs):
-        gates = gate_matmul(xs, params["w"])
+        gates = tuple(gate_matmul(xs, params["w"]))
         if self.layer_norm:
             gates = tuple(
                 layer_norm(x, params["ln_x_scale"][i], params["ln_x_bias"][i]) for i, x in enumerate(gates)
@@ -103,9 +103,9 @@ class LSTM(Cell):
             gates = tuple(x + expand(params["b"][i], x) for i, x in enumerate(gates))
         return gates
 
-    def step(self, params, carry: LSTMCarry, xp):
+    def step(self, params, carry: LSTMCarry, xp, matmul=gate_matmul):
         c, y = carry
-        rec = gate_matmul(y, params["r"].astype(y.dtype))
+        rec = matmul(y, params["r"])
         if self.layer_norm:
             rec = tuple(layer_norm(r, params["ln_r_scale"][k], params["ln_r_bias"][k]) for k, r in enumerate(rec))
         pre = [x + r for x, r in zip(xp, rec)]
@@ -126,5 +126,5 @@ class LSTM(Cell):
         c_out = layer_norm(c, params["ln_c_scale"], params["ln_c_bias"]) if self.layer_norm else c
         y = o * jnp.tanh(c_out)
         if self.proj_size:
-            y = y @ params["w_proj"].astype(y.dtype)
+            y = matmul(y, params["w_proj"])
         return LSTMCarry(c, y), y

@@ -22,7 +22,7 @@ def _gated_params(cell: Cell, key, num_gates: int, dtype, recurrent: bool = True
 
 
 def _project(cell: Cell, params, xs):
-    gates = gate_matmul(xs, params["w"])
+    gates = tuple(gate_matmul(xs, params["w"]))
     if cell.bias:
         gates = tuple(g + expand(params["b"][i], g) for i, g in enumerate(gates))
     return gates
@@ -47,11 +47,10 @@ class MGU(Cell):
     def project(self, params, xs):
         return _project(self, params, xs)
 
-    def step(self, params, h, xp):
+    def step(self, params, h, xp, matmul=gate_matmul):
         xf, xn = xp
-        r = params["r"].astype(h.dtype)
-        f = jax.nn.sigmoid(xf + h @ r[:, 0])
-        n = jnp.tanh(xn + (f * h) @ r[:, 1])
+        f = jax.nn.sigmoid(xf + matmul(h, params["r"][:, 0]))
+        n = jnp.tanh(xn + matmul(f * h, params["r"][:, 1]))
         h = h + f * (n - h)
         return h, h
 
@@ -75,9 +74,9 @@ class UGRNN(Cell):
     def project(self, params, xs):
         return _project(self, params, xs)
 
-    def step(self, params, h, xp):
+    def step(self, params, h, xp, matmul=gate_matmul):
         xc, xg = xp
-        rc, rg = gate_matmul(h, params["r"].astype(h.dtype))
+        rc, rg = matmul(h, params["r"])
         c = jnp.tanh(xc + rc)
         g = jax.nn.sigmoid(xg + rg)
         h = c + g * (h - c)
@@ -104,7 +103,7 @@ class MinGRU(Cell):
         xz, xn = _project(self, params, xs)
         return jax.nn.sigmoid(xz), xn
 
-    def step(self, params, h, xp):
+    def step(self, params, h, xp, matmul=gate_matmul):
         z, n = xp
         h = h + z * (n - h)
         return h, h

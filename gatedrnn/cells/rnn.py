@@ -7,7 +7,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from gatedrnn.cells.base import Cell, Params, check_choice, expand, uniform
+from gatedrnn.cells.base import Cell, Params, check_choice, expand, gate_matmul, uniform
 
 ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu}
 
@@ -42,11 +42,11 @@ class ElmanRNN(Cell):
         return params
 
     def project(self, params, xs):
-        y = xs @ params["w"].astype(xs.dtype)
+        y = gate_matmul(xs, params["w"])
         if self.bias:
             y = y + expand(params["b"], y)
         return y
 
-    def step(self, params, h, xp):
-        h = ACTIVATIONS[self.nonlinearity](xp + h @ params["r"].astype(h.dtype))
+    def step(self, params, h, xp, matmul=gate_matmul):
+        h = ACTIVATIONS[self.nonlinearity](xp + matmul(h, params["r"]))
         return h, h
