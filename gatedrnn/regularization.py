@@ -7,20 +7,21 @@ change to the cells or the scan engine:
 
   variational dropout  one Bernoulli(1 - rate) / (1 - rate) mask per sequence, the same at every step:
       input:      x_t  -> m_x * x_t                  (m_x [b, d])
-      recurrent:  carry_{t-1} -> m_h * carry_{t-1} on the way into the step (m_h [b, h]; closed over
-                  through the params pytree, so time-invariant)
+      recurrent:  R h_{t-1} -> R (m_h * h_{t-1}) in every recurrent product (m_h [b, h]; closed
+                  over through the params pytree, so time-invariant)
       output:     y_t  -> m_y * y_t                  (m_y [b, h])
   zoneout              per step and unit, keep the previous value with probability `rate`:
       carry_t = m_t * carry_{t-1} + (1 - m_t) * cell(carry_{t-1}, x_t),  m_t ~ Bernoulli(rate)
       masks [b, t, sum of carry sizes] travel as extra input features; at evaluation
       m_t = rate (the expectation), as in the paper.
 
-Which carry is dropped: for LSTM only h (the recurrent input y_{t-1}), never the cell state c,
-which is exactly Gal & Ghahramani. For single-state cells (GRU, MGU, UGRNN, Elman, minGRU)
-the state h_{t-1} itself is masked on its way into the step, so the dropped units are also
-dropped from the gated interpolation h_t = ... + z_t * h_{t-1}; this is TensorFlow's
-DropoutWrapper(state_keep_prob, variational_recurrent=True). Dropping only the matmul input
-of a GRU needs a hook inside the cell's step (not offered by the core).
+What the recurrent mask drops is exactly Gal & Ghahramani's: the input of the recurrent weight
+matrices, m_h * h_{t-1} (for LSTM, m_h * y_{t-1}), at every product of the state with a weight
+matrix, and nowhere else: a GRU's interpolation h_t = (1 - z_t) * n_t + z_t * h_{t-1} and an
+LSTM's cell state c_{t-1} keep the undropped values. This uses the cells' `matmul` hook
+(`step(params, carry, xp, matmul=...)`, through which every state-weight product passes); for
+LSTM it masks y_{t-1} in the carry (y_{t-1} enters the step only through R), so that an LSTMP's
+projection matmul is not masked. minGRU has no recurrent weights, so it has nothing to drop.
 
 Active in `.train()` mode, off (zoneout: expected) after `.eval()`.
 """
@@ -28,15 +29,14 @@ Active in `.train()` mode, off (zoneout: expected) after `.eval()`.
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from gatedrnn.cells import LSTMCarry
-from gatedrnn.cells.base import Cell, Params
+from gatedrnn.cells import LSTMCarry, MinGRU
+from gatedrnn.cells.base import Cell, Params, gate_matmul
 from gatedrnn.layers import RNN, Bidirectional, Stack
 from gatedrnn.scan import scan_cell
 
@@ -62,8 +62,8 @@ def _output_of(carry: Any, y: jax.Array) -> jax.Array:
 class RegularizedCell(Cell):
     """Wraps any cell with a variational recurrent-dropout mask and/or zoneout masks.
 
-    params: {"cell": the wrapped cell's params, "recurrent_mask": a carry-shaped pytree of
-    [b, ...] masks (when recurrent_dropout)}. xs [..., d + z] with z = sum of carry sizes when
+    params: {"cell": the wrapped cell's params, "recurrent_mask": [b, output_size] (when
+    recurrent_dropout)}. xs [..., d + z] with z = sum of carry sizes when
     zoneout (the last z features are the zoneout masks), else [..., d].
     """
 
@@ -93,12 +93,17 @@ class RegularizedCell(Cell):
         d = self.inner.input_size
         return self.inner.project(params["cell"], xs[..., :d]), xs[..., d:]
 
-    def step(self, params, carry, xp):
+    def step(self, params, carry, xp, matmul=gate_matmul):
         xp, zmask = xp if self.zoneout else (xp, None)
-        carry_in = carry
+        carry_in, inner_matmul = carry, matmul
         if self.recurrent_dropout:
-            carry_in = jax.tree.map(lambda c, m: c * m.astype(c.dtype), carry, params["recurrent_mask"])
-        new, y = self.inner.step(params["cell"], carry_in, xp)
+            m = params["recurrent_mask"]
+            if isinstance(carry, LSTMCarry):
+                carry_in = carry._replace(h=carry.h * m.astype(carry.h.dtype))
+            else:
+                def inner_matmul(lhs, w):
+                    return matmul(lhs * m.astype(lhs.dtype), w)
+        new, y = self.inner.step(params["cell"], carry_in, xp, matmul=inner_matmul)
         if zmask is None:
             return new, y
         leaves, treedef = jax.tree.flatten(new)
@@ -115,7 +120,7 @@ class Masks(NamedTuple):
     """The masks of one call (None where that regularizer is off)."""
 
     input: jax.Array | None  # [b, d]
-    recurrent: Any  # carry-shaped pytree of [b, ...]
+    recurrent: jax.Array | None  # [b, output_size], on the state's way into the recurrent weights
     zoneout: jax.Array | None  # [b, t, z]
     output: jax.Array | None  # [b, h]
 
@@ -149,6 +154,8 @@ class RegularizedRNN(nnx.Module):
         for name, rate in (("input_dropout", input_dropout), ("recurrent_dropout", recurrent_dropout),
                            ("output_dropout", output_dropout), ("zoneout", zoneout)):
             _check_rate(name, rate)
+        if recurrent_dropout > 0 and isinstance(layer.cell, MinGRU):
+            raise ValueError("recurrent_dropout has nothing to drop in MinGRU (no recurrent weights); use zoneout or 0")
         self.layer = layer
         self.rates = dict(input=input_dropout, recurrent=recurrent_dropout, output=output_dropout, zoneout=zoneout)
         self.rngs = rngs
@@ -174,7 +181,6 @@ class RegularizedRNN(nnx.Module):
         """Fresh masks in training mode; identity (zoneout: expected) masks when deterministic."""
         r = self.rates
         train = not self.deterministic
-        carry = self.layer.cell.initial_carry((batch,), dtype)
 
         def dropout(rate, shape):
             if rate == 0:
@@ -183,11 +189,7 @@ class RegularizedRNN(nnx.Module):
                 return jnp.ones(shape, dtype)
             return _inverted_dropout_mask(self.rngs.dropout(), shape, rate, dtype)
 
-        recurrent = None
-        if r["recurrent"] > 0:
-            recurrent = jax.tree.map(lambda c: dropout(r["recurrent"], c.shape), carry)
-            if isinstance(carry, LSTMCarry):  # never drop the cell state (Gal & Ghahramani)
-                recurrent = recurrent._replace(c=jnp.ones_like(carry.c))
+        recurrent = dropout(r["recurrent"], (batch, self.output_size))
         zoneout = None
         if r["zoneout"] > 0:
             shape = (batch, time, sum(_carry_sizes(self.layer.cell)))
@@ -209,7 +211,7 @@ class RegularizedRNN(nnx.Module):
             params["recurrent_mask"] = masks.recurrent
         ys, carry = scan_cell(self.cell, params, x, initial_carry=initial_carry, seq_lengths=seq_lengths,
                               reverse=self.layer.reverse, unroll=self.layer.unroll, remat=self.layer.remat,
-                              dtype=self.layer.dtype)
+                              dtype=self.layer.dtype, vjp=self.layer.vjp)
         if masks.output is not None:
             ys = ys * masks.output[:, None, :].astype(ys.dtype)
         return ys, carry

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from gatedrnn.cells.base import Cell, Params, check_positive_int
+from gatedrnn.cells.base import Cell, Params, check_positive_int, gate_matmul
 from gatedrnn.layers import RNN, Bidirectional, Stack
 from gatedrnn.scan import scan_cell
 
@@ -66,11 +66,11 @@ class ResettingCell(Cell):
     def project(self, params, xs):
         return self.inner.project(params, xs[..., :-1]), xs[..., -1] > 0.5
 
-    def step(self, params, carry, xp):
+    def step(self, params, carry, xp, matmul=gate_matmul):
         xp, flag = xp
         leaf = jax.tree.leaves(carry)[0]
         carry = reset_carry(carry, flag, self.inner.initial_carry(flag.shape, leaf.dtype))
-        return self.inner.step(params, carry, xp)
+        return self.inner.step(params, carry, xp, matmul=matmul)
 
 
 def _rnn_layers(layer) -> list[RNN]:
@@ -86,7 +86,7 @@ def _run_with_resets(layer: RNN, x, carry, resets, seq_lengths):
     flags = resets.astype(x.dtype)[:, :, None]
     return scan_cell(ResettingCell.wrap(layer.cell), param_values(layer.params), jnp.concatenate([x, flags], axis=-1),
                      initial_carry=carry, seq_lengths=seq_lengths, unroll=layer.unroll, remat=layer.remat,
-                     dtype=layer.dtype)
+                     dtype=layer.dtype, vjp=layer.vjp)
 
 
 def stream(layer: RNN | Stack, chunk: jax.Array, carry: Any = None, *, reset: jax.Array | None = None,

@@ -10,7 +10,7 @@ import pytest
 from arch_training import fit
 from flax import nnx
 
-from gatedrnn import RNN, build_rnn, make_cell
+from gatedrnn import RNN, build_rnn, make_cell, scan_cell
 from gatedrnn.cells import LSTMCarry
 from gatedrnn.encoder import sequence_cross_entropy
 from gatedrnn.lm import LanguageModel
@@ -21,8 +21,20 @@ def _layer(cell="lstm", d=3, h=4, **kw):
     return RNN(make_cell(cell, d, h), rngs=nnx.Rngs(0), **kw)
 
 
-def _reference(layer, x, masks, zoneout_rate_masks=True):
-    """A Python loop over cell.step applying the masks as the module docstring says."""
+def _gru_step(p, h, x, m):
+    """GRU (reset_after) written out, with Gal's mask m on h only where it meets the recurrent weights."""
+    sig = jax.nn.sigmoid
+    hm = h * m
+    xr, xz, xn = (x @ p["w"][:, g] + p["b_x"][g][None, :] for g in range(3))
+    hr, hz, hn = (hm @ p["r"][:, g] + p["b_h"][g][None, :] for g in range(3))
+    r, z = sig(xr + hr), sig(xz + hz)
+    n = jnp.tanh(xn + r * hn)
+    h = (1 - z) * n + z * h
+    return h, h
+
+
+def _reference(layer, x, masks):
+    """A Python loop applying the masks as the module docstring says (GRU written out by hand)."""
     cell, params = layer.cell, param_values(layer.params)
     b, t, _ = x.shape
     if masks.input is not None:
@@ -30,8 +42,11 @@ def _reference(layer, x, masks, zoneout_rate_masks=True):
     carry = cell.initial_carry((b,))
     ys = []
     for s in range(t):
-        carry_in = carry if masks.recurrent is None else jax.tree.map(lambda c, m: c * m, carry, masks.recurrent)
-        new, y = cell.step(params, carry_in, cell.project(params, x[:, s]))
+        m = jnp.ones((b, cell.output_size)) if masks.recurrent is None else masks.recurrent
+        if isinstance(carry, LSTMCarry):  # y_{t-1} enters an LSTM step only through R
+            new, y = cell.step(params, carry._replace(h=carry.h * m), cell.project(params, x[:, s]))
+        else:
+            new, y = _gru_step(params, carry, x[:, s], m)
         if masks.zoneout is not None:
             z = masks.zoneout[:, s]
             if isinstance(new, LSTMCarry):
@@ -61,11 +76,8 @@ def test_matches_step_by_step_reference(cell, mode):
     masks = reg.draw_masks(3, 6)
     if mode == "train":
         assert masks.input.shape == (3, 3) and masks.output.shape == (3, 4)  # one mask per sequence
-        leaves = jax.tree.leaves(masks.recurrent)
-        assert all(m.shape == (3, 4) for m in leaves)
-        assert len(np.unique(np.asarray(leaves[-1]))) == 2  # {0, 1/keep}
-        if cell == "lstm":
-            np.testing.assert_array_equal(masks.recurrent.c, 1.0)  # the cell state is never dropped
+        assert masks.recurrent.shape == (3, 4)
+        assert len(np.unique(np.asarray(masks.recurrent))) == 2  # {0, 1/keep}
         assert set(np.unique(np.asarray(masks.zoneout))) == {0.0, 1.0}
     else:
         np.testing.assert_array_equal(masks.input, 1.0)
@@ -74,6 +86,24 @@ def test_matches_step_by_step_reference(cell, mode):
     want_ys, want_carry = _reference(layer, x, masks)
     np.testing.assert_allclose(ys, want_ys, rtol=1e-5, atol=1e-6)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), carry, want_carry)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_fused_vjp_equals_autodiff_through_the_wrapper(cell):
+    """The engine's fused VJP replays steps through the `matmul` hook; the wrapper's masks must survive it."""
+    layer = _layer(cell)
+    reg = RegularizedRNN(layer, rngs=nnx.Rngs(dropout=1), recurrent_dropout=0.3, zoneout=0.2)
+    masks = reg.draw_masks(2, 5)
+    x = jnp.concatenate([jax.random.normal(jax.random.key(1), (2, 5, 3)), masks.zoneout], axis=-1)
+    params = {"cell": param_values(layer.params), "recurrent_mask": masks.recurrent}
+
+    def loss(p, x, vjp):
+        ys, carry = scan_cell(reg.cell, p, x, seq_lengths=jnp.array([5, 3]), vjp=vjp)
+        return jnp.sum(ys**2) + sum(jnp.sum(c) for c in jax.tree.leaves(carry))
+
+    fused = jax.grad(loss, argnums=(0, 1))(params, x, "fused")
+    plain = jax.grad(loss, argnums=(0, 1))(params, x, "autodiff")
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), fused, plain)
 
 
 def test_zero_rates_and_eval_dropout_are_the_plain_layer():
@@ -96,7 +126,7 @@ def test_padded_batch_equals_unpadded_with_the_same_masks():
     masks = reg.draw_masks(2, 6)
     lengths = jnp.array([6, 4])
     ys, carry = reg.apply_masks(x, masks, seq_lengths=lengths)
-    alone = masks._replace(recurrent=jax.tree.map(lambda m: m[1:], masks.recurrent), zoneout=masks.zoneout[1:, :4])
+    alone = masks._replace(recurrent=masks.recurrent[1:], zoneout=masks.zoneout[1:, :4])
     y1, c1 = reg.apply_masks(x[1:, :4], alone)
     np.testing.assert_allclose(ys[1:, :4], y1, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(ys[1:, 4:], 0.0)
@@ -117,6 +147,8 @@ def test_regularize_wraps_every_layer_of_a_bidirectional_stack():
 def test_bad_rates():
     with pytest.raises(ValueError, match="zoneout must lie in"):
         RegularizedRNN(_layer(), rngs=nnx.Rngs(0), zoneout=1.0)
+    with pytest.raises(ValueError, match="nothing to drop in MinGRU"):
+        RegularizedRNN(_layer("mingru"), rngs=nnx.Rngs(0), recurrent_dropout=0.1)
     with pytest.raises(ValueError, match="expects a Stack"):
         regularize(_layer(), rngs=nnx.Rngs(0), zoneout=0.1)
 

@@ -9,9 +9,9 @@ import optax
 import pytest
 from flax import nnx
 
-from gatedrnn import build_rnn
+from gatedrnn import build_rnn, scan_cell
 from gatedrnn.lm import LanguageModel
-from gatedrnn.streaming import StatefulRNN, split_chunks, stream, tbptt_train
+from gatedrnn.streaming import ResettingCell, StatefulRNN, param_values, split_chunks, stream, tbptt_train
 
 SIZES = [3, 4, 2]
 # jitted once per shape: eager lax.scan would recompile its fresh closure on every call
@@ -79,6 +79,21 @@ def test_per_step_resets_equal_separate_segments(num_layers):
     np.testing.assert_allclose(y[:1], jnp.concatenate([y0a, y0b], axis=1), rtol=1e-5, atol=1e-6)
     y1b, _ = run_jit(layer, x[1:, 2:])
     np.testing.assert_allclose(y[1:, 2:], y1b, rtol=1e-5, atol=1e-6)
+
+
+def test_per_step_resets_gradients_fused_equals_autodiff():
+    layer = build_rnn("gru", 3, 4, rngs=nnx.Rngs(0)).layers[0]
+    cell, params = ResettingCell.wrap(layer.cell), param_values(layer.params)
+    x = jax.random.normal(jax.random.key(1), (2, 5, 3))
+    flags = jnp.zeros((2, 5, 1)).at[0, 2, 0].set(1.0)
+
+    def loss(p, x, vjp):
+        ys, _ = scan_cell(cell, p, jnp.concatenate([x, flags], axis=-1), vjp=vjp)
+        return jnp.sum(ys**2)
+
+    fused = jax.grad(loss, argnums=(0, 1))(params, x, "fused")
+    plain = jax.grad(loss, argnums=(0, 1))(params, x, "autodiff")
+    _assert_tree_close(fused, plain)
 
 
 def test_short_last_chunk_keeps_the_last_valid_carry():
