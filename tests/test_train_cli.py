@@ -122,9 +122,10 @@ def close_losses(workdir, reference):
 def test_two_devices_log_the_losses_of_one(tmp_path, env, reference):
     workdir = str(tmp_path / "run")
     two = dict(env, XLA_FLAGS="--xla_force_host_platform_device_count=2")
-    done = run(workdir, two)
+    done = run(workdir, two, "--config.log.progress=true")
     assert done.returncode == 0, done.stderr
     assert "training on 2 device(s) in 1 process(es)" in done.stderr
+    assert "40/40" in done.stderr and "step/s" in done.stderr and "loss=" in done.stderr  # the progress bar
     close_losses(workdir, reference)
 
 

@@ -202,3 +202,19 @@ def test_resume_compatibility_names_the_field(tmp_path):
     with pytest.raises(ConfigError, match=r"model.hidden_size=128 does not match the checkpoints in .*written with model.hidden_size=64"):
         check_resume_compatible(c, str(tmp_path / "config.json"))
     assert json.loads((tmp_path / "config.json").read_text())["model"]["hidden_size"] == 64
+
+
+# --- checkpoints ------------------------------------------------------------------------------
+
+def test_checkpointer_keeps_the_newest_and_the_best(tmp_path):
+    from gatedrnn.train.checkpoint import Checkpointer
+
+    ckpt = Checkpointer(str(tmp_path / "checkpoints"), keep=2, keep_best=1)
+    for step, eval_loss in [(1, 0.5), (2, 0.1), (3, 0.4), (4, 0.3), (5, 0.6)]:
+        ckpt.save(step, {"w": jnp.full((2,), float(step), jnp.float32)}, metrics={"eval_loss": eval_loss})
+    ckpt.wait()
+    assert ckpt.all_steps() == [2, 4, 5]  # the newest two and the best
+    abstract = {"w": jax.ShapeDtypeStruct((2,), jnp.float32)}
+    step, state = ckpt.restore_newest(abstract, report=pytest.fail)
+    assert step == 5 and np.asarray(state["w"]).tolist() == [5.0, 5.0]
+    ckpt.close()
