@@ -104,7 +104,7 @@ def describe_mismatch(saved: dict, abstract_state: dict) -> str | None:
     Entries are compared by path, except `opt_state`, whose named tuples orbax stores as lists:
     there only the multiset of shapes and dtypes is compared.
     """
-    for group in sorted(set(saved) | set(abstract_state)):
+    for group in sorted(set(saved) | set(abstract_state), key=lambda g: (g == "opt_state", g)):  # params first
         have, want = _signatures(saved.get(group, {})), _signatures(abstract_state.get(group, {}))
         if group == "opt_state":
             if sorted(have.values()) != sorted(want.values()):
