@@ -15,6 +15,7 @@ import dataclasses
 from typing import Any, Callable, Mapping
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -78,7 +79,7 @@ class AddingTask:
 
     def metrics(self, outputs: jax.Array, batch: Mapping[str, jax.Array]) -> tuple[jax.Array, losses.Sums]:
         loss, sums = losses.regression_metrics(outputs, batch["targets"])
-        _, baseline = losses.regression_metrics(jax.numpy.ones_like(outputs), batch["targets"])
+        _, baseline = losses.regression_metrics(jnp.ones_like(outputs), batch["targets"])
         sums["baseline_mse"] = baseline["mse"]  # always predicting 1, on the same batch
         return loss, sums
 
