@@ -13,6 +13,7 @@ from gatedrnn.attention import (
 )
 
 KINDS = ["additive", "dot", "general", "concat", "multihead"]
+_softmax_jit = jax.jit(masked_softmax)
 
 
 def _make(kind, q=8, k=8):
@@ -120,11 +121,11 @@ def test_all_masked_row_gives_zeros_not_nan():
     assert np.all(np.isfinite(g))
 
 
-@given(st.lists(st.integers(1, 6), min_size=1, max_size=4), st.integers(0, 1000))
+@given(st.lists(st.integers(1, 6), min_size=4, max_size=4), st.integers(0, 1000))
 def test_masked_softmax_property(lengths, seed):
     lengths = np.array(lengths)
     scores = jax.random.normal(jax.random.key(seed), (len(lengths), 6)) * 10
-    w = np.asarray(masked_softmax(scores, lengths_to_mask(jnp.asarray(lengths), len(lengths), 6)))
+    w = np.asarray(_softmax_jit(scores, lengths_to_mask(jnp.asarray(lengths), len(lengths), 6)))
     for i, n in enumerate(lengths):
         assert np.all(w[i, n:] == 0.0)
         np.testing.assert_allclose(w[i, :n].sum(), 1.0, rtol=1e-6)

@@ -156,7 +156,7 @@ def test_reversal_task_trains_and_decodes():
     mean_len = 3.5
     p_eos = 1 / (mean_len + 1)
     baseline = -(p_eos * math.log(p_eos) + (1 - p_eos) * math.log((1 - p_eos) / 5))
-    loss = fit(model, loss_fn, batches, steps=250, lr=1e-2)
+    loss = fit(model, loss_fn, batches, steps=120, lr=1e-2)
     print(f"seq2seq reversal loss {loss:.4f} vs baseline {baseline:.4f}")
     assert loss < 0.2 * baseline, (loss, baseline)
     src, lengths, _, tgt_out, _ = batches(10_000)

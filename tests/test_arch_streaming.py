@@ -129,7 +129,7 @@ def test_tbptt_learns_a_delay_across_chunk_boundaries():
         return jnp.asarray(bits[:, delay:], jnp.int32), jnp.asarray(bits[:, :-delay], jnp.int32)
 
     losses = []
-    for epoch in range(3):
+    for epoch in range(2):
         x, y = stream_data(epoch)
         epoch_losses, _ = tbptt_train(model, optimizer, loss_fn, x, y, chunk, model.initial_carry(16))
         losses += epoch_losses
