@@ -52,6 +52,19 @@ def test_loss_equals_brute_force_over_alignments():
     np.testing.assert_allclose(float(loss[0]), -math.log(total), rtol=1e-4)
 
 
+def test_loss_of_a_padded_batch_equals_each_sequence_alone():
+    rng = np.random.default_rng(1)
+    logits = jnp.asarray(rng.normal(size=(2, 7, 4)), jnp.float32)
+    labels = jnp.array([[1, 2, 2], [3, 0, 0]])
+    lengths, label_lengths = jnp.array([7, 4]), jnp.array([3, 1])
+    batch = ctc_loss(logits, lengths, labels, label_lengths)
+    alone = ctc_loss(logits[1:, :4], None, labels[1:, :1], jnp.array([1]))
+    np.testing.assert_allclose(batch[1], alone[0], rtol=1e-5)
+    # garbage in the padded frames changes nothing
+    junk = logits.at[1, 4:].set(100.0)
+    np.testing.assert_allclose(ctc_loss(junk, lengths, labels, label_lengths), batch, rtol=1e-5)
+
+
 def _batch(step, batch=32, time=12, num_labels=3):
     """Each label l in 1..3 shows as 1-2 frames of a noisy one-hot, with blank (all-zero) frames between."""
     rng = np.random.default_rng(step)

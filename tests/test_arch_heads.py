@@ -44,9 +44,18 @@ def test_pooling_values():
         np.testing.assert_array_equal(Pool(kind, 1, rngs=nnx.Rngs(0))(x, jnp.array([0])), 0.0)
 
 
-def test_bad_pooling_name():
+def test_bad_arguments():
     with pytest.raises(ValueError, match="pooling='sum'"):
         Pool("sum", 3, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="exactly one of input_size"):
+        SequenceClassifier("gru", 4, 2, input_size=3, vocab_size=5, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="num_classes must be a positive integer, got 0"):
+        SequenceClassifier("gru", 4, 0, input_size=3, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="cell='lstmm'"):
+        Tagger("lstmm", 4, 2, vocab_size=5, rngs=nnx.Rngs(0))
+    model = SequenceClassifier("gru", 4, 2, vocab_size=5, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="integer token ids"):
+        model(jnp.zeros((2, 3)))
 
 
 def _token_batch(step, batch=32, time=8, vocab=5):

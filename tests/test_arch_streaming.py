@@ -7,6 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from flax import nnx
 
 from gatedrnn import build_rnn, scan_cell
@@ -14,6 +16,7 @@ from gatedrnn.lm import LanguageModel
 from gatedrnn.streaming import ResettingCell, StatefulRNN, param_values, split_chunks, stream, tbptt_train
 
 SIZES = [3, 4, 2]
+_GRU2 = build_rnn("gru", 3, 4, num_layers=2, rngs=nnx.Rngs(0))
 # jitted once per shape: eager lax.scan would recompile its fresh closure on every call
 stream_jit = nnx.jit(stream)
 run_jit = nnx.jit(lambda layer, x: layer(x))
@@ -42,6 +45,21 @@ def test_chunked_stream_equals_one_full_pass(cell, layers):
         stateful.reset_state()
         outs = [call(stateful, c) for c in split_chunks(x, 4)]
         np.testing.assert_allclose(jnp.concatenate(outs, axis=1), full, rtol=1e-5, atol=1e-6)
+
+
+@settings(max_examples=10)
+@given(st.lists(st.integers(1, 8), min_size=1, max_size=8))
+def test_any_chunking_equals_one_full_pass(cuts):
+    """Property: however an 8-step stream is cut into chunks, the outputs and carry are the full pass's."""
+    x = jax.random.normal(jax.random.key(1), (2, 8, 3))
+    full, full_carry = run_jit(_GRU2, x)
+    bounds = sorted({0, 8, *[c for c in cuts if c < 8]})
+    outs, carry = [], None
+    for a, b in zip(bounds, bounds[1:]):
+        y, carry = stream_jit(_GRU2, x[:, a:b], carry)
+        outs.append(y)
+    np.testing.assert_allclose(jnp.concatenate(outs, axis=1), full, rtol=1e-5, atol=1e-6)
+    _assert_tree_close(carry, full_carry)
 
 
 def test_stateful_rnn_under_jit():
