@@ -1,4 +1,5 @@
-"""Encoder-decoder with attention (Luong et al. 2015 global attention, optional input feeding).
+"""Encoder-decoder with attention: Luong et al. 2015 (global attention, optional input feeding)
+or Bahdanau et al. 2015 (attention from the previous state, context fed to the cell).
 
 Glossary: b batch, s source steps, t target steps, v target vocabulary, h hidden units,
 k beam size, n attention heads.
@@ -9,6 +10,9 @@ k beam size, n attention heads.
              c_t, alpha_t = Attention(query=h_t, keys=values=e, mask)
              a~_t = tanh(W_c [c_t; h_t])                          (the attentional vector)
              p(y_t | y_<t, x) = softmax(W_o a~_t + b_o)
+  style="bahdanau" instead attends from the previous decoder output and feeds the context in:
+             c_t, alpha_t = Attention(query=h_{t-1}, keys=values=e, mask)
+             h_t = Cell(carry_{t-1}, [E y_{t-1}; c_t]),   a~_t = tanh(W_c [c_t; h_t])
 
 Token conventions: `pad_id`, `bos_id`, `eos_id` (defaults 0, 1, 2). Decoder inputs start
 with bos; targets end with eos. Generation never emits pad or bos.
@@ -32,7 +36,7 @@ from flax import nnx
 
 from gatedrnn.attention import Memory, make_attention
 from gatedrnn.cells import make_cell
-from gatedrnn.cells.base import check_positive_int
+from gatedrnn.cells.base import check_choice, check_positive_int
 from gatedrnn.encoder import SequenceEncoder, sequence_mask
 from gatedrnn.heads import mean_pool
 from gatedrnn.layers import RNN
@@ -43,9 +47,13 @@ def param_values(module_params: Any) -> Any:
     return jax.tree.map(lambda v: v[...], module_params, is_leaf=lambda v: isinstance(v, nnx.Variable))
 
 
+STYLES = ("luong", "bahdanau")
+
+
 class DecoderState(NamedTuple):
     carry: Any  # the decoder cell's carry, leaves [b, ...]
-    feed: jax.Array  # [b, h] the previous attentional vector a~_{t-1} (zeros at t = 0)
+    feed: jax.Array  # [b, h] luong: the previous attentional vector a~_{t-1} (zeros at t = 0);
+    #                  bahdanau: the previous decoder output h_{t-1} (the attention query)
 
 
 class Decoded(NamedTuple):
@@ -74,7 +82,7 @@ class Seq2Seq(nnx.Module):
     def __init__(self, cell: str, hidden_size: int, target_vocab: int, *, rngs: nnx.Rngs,
                  source_vocab: int | None = None, source_size: int | None = None, embed_size: int | None = None,
                  encoder_layers: int = 1, bidirectional: bool = True, attention: str = "general",
-                 input_feeding: bool = True, num_heads: int = 2, pad_id: int = 0, bos_id: int = 1, eos_id: int = 2,
+                 input_feeding: bool = True, style: str = "luong", num_heads: int = 2, pad_id: int = 0, bos_id: int = 1, eos_id: int = 2,
                  **cell_options: Any):
         check_positive_int("Seq2Seq", "target_vocab", target_vocab)
         ids = {"pad_id": pad_id, "bos_id": bos_id, "eos_id": eos_id}
@@ -83,13 +91,16 @@ class Seq2Seq(nnx.Module):
                 raise ValueError(f"Seq2Seq.{name}={value} must lie in [0, target_vocab={target_vocab})")
         if len(set(ids.values())) != 3:
             raise ValueError(f"Seq2Seq needs distinct pad/bos/eos ids, got {ids}")
+        check_choice("Seq2Seq", "style", style, STYLES)
+        if style == "bahdanau" and not input_feeding:
+            raise ValueError("Seq2Seq style='bahdanau' always feeds the context to the cell; input_feeding=False is luong only")
         embed_size = embed_size or hidden_size
         self.encoder = SequenceEncoder(cell, hidden_size, rngs=rngs, input_size=source_size, vocab_size=source_vocab,
                                        embed_size=embed_size, num_layers=encoder_layers, bidirectional=bidirectional,
                                        **cell_options)
         enc = self.encoder.output_size
         self.embed = nnx.Embed(target_vocab, embed_size, rngs=rngs)
-        dec_in = embed_size + (hidden_size if input_feeding else 0)
+        dec_in = embed_size + (enc if style == "bahdanau" else hidden_size if input_feeding else 0)
         self.decoder = RNN(make_cell(cell, dec_in, hidden_size, **cell_options), rngs=rngs)
         q = self.decoder.output_size
         template = jax.tree.leaves(self.decoder.initial_carry(1))
@@ -98,6 +109,7 @@ class Seq2Seq(nnx.Module):
         self.combine = nnx.Linear(enc + q, hidden_size, use_bias=False, rngs=rngs)
         self.out = nnx.Linear(hidden_size, target_vocab, rngs=rngs)
         self.hidden_size, self.target_vocab, self.input_feeding = hidden_size, target_vocab, input_feeding
+        self.style = style
         self.pad_id, self.bos_id, self.eos_id = pad_id, bos_id, eos_id
 
     # ------------------------------------------------------------------ building blocks
@@ -109,6 +121,8 @@ class Seq2Seq(nnx.Module):
         summary = mean_pool(outputs, src_lengths)
         structure = jax.tree.structure(self.decoder.initial_carry(1))
         carry = jax.tree.unflatten(structure, [jnp.tanh(layer(summary)) for layer in self.bridge])
+        if self.style == "bahdanau":  # the first query: the output part of the carry (an LSTM's h: its last leaf)
+            return memory, DecoderState(carry, jax.tree.leaves(carry)[-1])
         return memory, DecoderState(carry, jnp.zeros((outputs.shape[0], self.hidden_size), outputs.dtype))
 
     def _output(self, memory: Memory, h: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -120,10 +134,16 @@ class Seq2Seq(nnx.Module):
     def decode_step(self, memory: Memory, state: DecoderState, token: jax.Array):
         """One decoder step: token [b] -> (state, logits [b, v], weights [b, s] or [b, n, s])."""
         x = self.embed(token)
-        if self.input_feeding:
-            x = jnp.concatenate([x, state.feed.astype(x.dtype)], axis=-1)
         cell = self.decoder.cell
         params = param_values(self.decoder.params)
+        if self.style == "bahdanau":
+            context, weights = self.attention.attend(memory, state.feed)
+            x = jnp.concatenate([x, context.astype(x.dtype)], axis=-1)
+            carry, h = cell.step(params, state.carry, cell.project(params, x))
+            att = jnp.tanh(self.combine(jnp.concatenate([context, h], axis=-1)))
+            return DecoderState(carry, h), self.out(att), weights
+        if self.input_feeding:
+            x = jnp.concatenate([x, state.feed.astype(x.dtype)], axis=-1)
         carry, h = cell.step(params, state.carry, cell.project(params, x))
         logits, att, weights = self._output(memory, h)
         return DecoderState(carry, att), logits, weights
@@ -149,7 +169,7 @@ class Seq2Seq(nnx.Module):
         """
         if tgt_in.ndim != 2 or not jnp.issubdtype(tgt_in.dtype, jnp.integer):
             raise ValueError(f"tgt_in must be int tokens [batch, time], got {tgt_in.shape} {tgt_in.dtype}")
-        if self.input_feeding:
+        if self.input_feeding or self.style == "bahdanau":
             logits, weights = self.teacher_forcing_stepwise(src, src_lengths, tgt_in)
         else:
             memory, state = self.encode(src, src_lengths)

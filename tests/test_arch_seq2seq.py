@@ -20,8 +20,8 @@ teacher = nnx.jit(lambda m, src, lengths, tgt, tgt_lengths: m(src, lengths, tgt,
 stepwise = nnx.jit(lambda m, src, lengths, tgt: m.teacher_forcing_stepwise(src, lengths, tgt))
 
 
-def _model(attention="general", input_feeding=True, vocab=6, cell="gru", seed=0, sharpen=1.0):
-    model = Seq2Seq(cell, 8, vocab, source_vocab=vocab, embed_size=6, attention=attention,
+def _model(attention="general", input_feeding=True, vocab=6, cell="gru", seed=0, sharpen=1.0, style="luong"):
+    model = Seq2Seq(cell, 8, vocab, source_vocab=vocab, embed_size=6, attention=attention, style=style,
                     input_feeding=input_feeding, bidirectional=attention != "dot", rngs=nnx.Rngs(seed))
     if sharpen != 1.0:  # peakier output distributions make the search problems less trivial
         model.out.kernel[...] = model.out.kernel[...] * sharpen
@@ -61,9 +61,9 @@ def _teacher_forced_scores(model, src, lengths, tokens, alpha=0.0):
     return np.array(out), weights
 
 
-@pytest.mark.parametrize("input_feeding", [True, False])
-def test_beam_size_one_equals_greedy(input_feeding):
-    model = _model("additive", input_feeding, sharpen=3.0)
+@pytest.mark.parametrize("style,input_feeding", [("luong", True), ("luong", False), ("bahdanau", True)])
+def test_beam_size_one_equals_greedy(style, input_feeding):
+    model = _model("additive", input_feeding, sharpen=3.0, style=style, cell="lstm" if style == "bahdanau" else "gru")
     src, lengths = _src()
     g = decode_greedy(model, src, lengths, max_length=7)
     b = decode_beam(model, src, lengths, beam_size=1, max_length=7, alpha=0.6)
@@ -80,12 +80,12 @@ def test_beam_size_one_equals_greedy(input_feeding):
         logp, g.tokens[..., None], -1)[..., 0], 0.0), axis=1), rtol=1e-5)
 
 
-@pytest.mark.parametrize("alpha", [0.0, 1.0])
-def test_beam_search_is_exact_when_the_beam_covers_every_prefix(alpha):
+@pytest.mark.parametrize("alpha,style", [(0.0, "luong"), (1.0, "luong"), (0.5, "bahdanau")])
+def test_beam_search_is_exact_when_the_beam_covers_every_prefix(alpha, style):
     """Vocab {pad, bos, eos, a, b}; max_length 3 gives 15 hypotheses; beam 16 prunes nothing, so it
     must return the best of an exhaustive enumeration (scored independently by teacher forcing)."""
     vocab, max_len = 5, 3
-    model = _model("general", True, vocab=vocab, sharpen=2.0, seed=3)
+    model = _model("general", True, vocab=vocab, sharpen=2.0, seed=3, style=style)
     src, lengths = _src(batch=2, vocab=vocab, seed=4)
     hyps = []
     for n in range(1, max_len + 1):
@@ -120,6 +120,8 @@ def test_beam_returns_the_chosen_hypothesis_weights(cell):
 
 
 def test_bad_arguments():
+    with pytest.raises(ValueError, match="style='attention'"):
+        Seq2Seq("gru", 4, 5, source_vocab=5, style="attention", rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="eos_id=9"):
         Seq2Seq("gru", 4, 5, source_vocab=5, eos_id=9, rngs=nnx.Rngs(0))
     model = _model()
