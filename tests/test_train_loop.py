@@ -8,10 +8,12 @@ import runpy
 import shutil
 import time
 
+import jax
 import numpy as np
 import pytest
 
 from gatedrnn.train import ConfigError, NonFiniteLossError, train_and_evaluate
+from gatedrnn.train.loop import init_state, make_experiment
 from gatedrnn.train.metrics import read_metrics
 from gatedrnn.train.tasks import TASKS, AddingTask
 
@@ -160,12 +162,24 @@ def test_bfloat16_compute_trains_close_to_float32(reference, tmp_path):
     np.testing.assert_allclose(bf16[0], f32[0], rtol=0.05)
 
 
-def test_dropout_two_layers_rmsprop_and_a_linear_schedule_train(tmp_path):
+def test_dropout_two_layers_rmsprop_and_a_linear_schedule_train_and_resume_exactly(tmp_path):
+    config = smoke_config(optim__name="rmsprop", model__dropout=0.2, model__num_layers=2, train__num_steps=10,
+                          optim__warmup_steps=2, optim__schedule="linear", checkpoint__every_steps=5)
     workdir = str(tmp_path / "run")
-    last = train_and_evaluate(smoke_config(optim__name="rmsprop", model__dropout=0.2, model__num_layers=2,
-                                           train__num_steps=10, optim__warmup_steps=2, optim__schedule="linear"), workdir)
+    last = train_and_evaluate(config, workdir)
     records = read_metrics(os.path.join(workdir, "metrics.jsonl"))
     assert last == records[-1] and all(np.isfinite(r["loss"]) for r in records)
+    uninterrupted = losses_of(workdir)
+    shutil.rmtree(os.path.join(workdir, "checkpoints", "10"))
+    train_and_evaluate(config, workdir)  # the dropout masks of steps 6-10 are drawn again, the same
+    assert losses_of(workdir) == uninterrupted
+    exp = make_experiment(config)  # dropout acts in training, with masks that follow the key
+    params = init_state(exp).params
+    batch = {k: jax.numpy.asarray(v) for k, v in exp.task.train_batch(0, 0, 8).items()}
+    train_losses = [float(exp.loss(params, batch, jax.random.key(i), True)[0]) for i in (1, 1, 2)]
+    assert train_losses[0] == train_losses[1] != train_losses[2]
+    eval_losses = {float(exp.loss(params, batch, jax.random.key(i), False)[0]) for i in (1, 2)}
+    assert len(eval_losses) == 1
 
 
 def test_checkpoints_of_another_model_are_refused_even_without_config_json(reference, tmp_path):
