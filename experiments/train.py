@@ -7,6 +7,7 @@ Multi-host: add --coordinator_address=HOST:PORT --num_processes=N --process_id=I
 process. A bad config prints one line to stderr and exits with status 1.
 """
 
+import re
 import sys
 
 from absl import app, flags, logging
@@ -23,6 +24,25 @@ flags.DEFINE_integer("process_id", None, "Index of this process in a multi-proce
 flags.mark_flags_as_required(["config", "workdir"])
 
 
+def parse_flags(argv):
+    """absl's parser, with every flag or config mistake as one line on stderr and exit status 1."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as e:  # a bad value, or an exception inside the config file
+        lines = [l.strip() for l in str(e).strip().splitlines() if l.strip()]
+        print("error: " + " ".join(lines[:1] + lines[1:][-1:]), file=sys.stderr)
+    except (AttributeError, KeyError) as e:  # ml_collections: an override of a field that does not exist
+        text = str(e)
+        bad = re.search(r"'(\w+)\\?'", text)
+        hint = re.search(r'Did you mean "(\w+)"', text)
+        name = bad.group(1) if bad else text
+        flag = next((a.split("=")[0] for a in argv if a.startswith("--config.") and f".{name}." in a.split("=")[0] + "."),
+                    name)
+        print(f"error: {flag} names no config field" + (f"; did you mean {hint.group(1)!r}?" if hint else ""),
+              file=sys.stderr)
+    sys.exit(1)
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -37,4 +57,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)
