@@ -9,7 +9,7 @@ import pytest
 from arch_training import fit
 from flax import nnx
 
-from gatedrnn.encoder import sequence_cross_entropy, sequence_mask
+from gatedrnn.encoder import sequence_cross_entropy
 from gatedrnn.lm import LanguageModel, OneToMany, filter_logits, sample_lm, sample_logits, sample_one_to_many
 
 

@@ -4,7 +4,6 @@ possible, decoders return the chosen hypothesis's attention weights, and a rever
 import itertools
 import math
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
