@@ -31,7 +31,7 @@ def get_config(arg: str | None = None):
     config.optim.warmup_steps = 50
     config.optim.grad_clip_norm = 1.0
 
-    config.eval.every_steps = 250
+    config.eval.every_steps = 100
     config.eval.batch_size = 512
     config.eval.num_batches = 2
     config.log.every_steps = 50

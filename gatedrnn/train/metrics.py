@@ -72,7 +72,7 @@ class MetricsWriter:
 
 
 def plot_learning_curves(records: Iterable[dict[str, Any]], path: str) -> None:
-    """Train and eval loss (log scale) against step, plus every other eval metric."""
+    """Left: training and eval loss (and the task's baseline), log scale. Right: the other eval metrics."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -80,19 +80,24 @@ def plot_learning_curves(records: Iterable[dict[str, Any]], path: str) -> None:
 
     records = list(records)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    keys = ["loss"] + sorted({k for r in records for k in r if k.startswith("eval_")})
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for key in keys:
-        pts = [(r["step"], r[key]) for r in records if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
-        if pts:
-            xs, ys = zip(*pts)
-            ax.plot(xs, ys, label=key, marker="." if len(pts) < 30 else None)
-    if any(r.get("loss", 0) > 0 for r in records):
-        ax.set_yscale("log")
-    ax.set_xlabel("step")
-    ax.set_ylabel("value")
-    ax.grid(True, alpha=0.3)
-    ax.legend()
+    eval_keys = sorted({k for r in records for k in r if k.startswith("eval_")})
+    panels = [
+        ["loss", "eval_loss"] + [k for k in eval_keys if "baseline" in k],
+        [k for k in eval_keys if k != "eval_loss" and "baseline" not in k],
+    ]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, keys, log in zip(axes, panels, (True, False)):
+        for key in keys:
+            pts = [(r["step"], r[key]) for r in records if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
+            if pts:
+                xs, ys = zip(*pts)
+                ax.plot(xs, ys, label=key, marker="." if len(pts) < 30 else None)
+        if log and all(r.get("loss", 1.0) > 0 for r in records):
+            ax.set_yscale("log")
+        ax.set_xlabel("step")
+        ax.grid(True, alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
