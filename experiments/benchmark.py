@@ -45,11 +45,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--remat_time_max", type=int, default=4096, help="also time remat rows with T <= this")
     p.add_argument("--repeats", type=int, default=5, help="interleaved repeats per contestant (median reported)")
     p.add_argument("--min_time", type=float, default=0.2, help="seconds one measurement averages over, at least")
+    p.add_argument("--torch_threads", type=int, default=None, help="torch.set_num_threads (default: os.cpu_count())")
+    p.add_argument("--unroll", type=int, default=None, help="lax.scan unroll of our layers (default: the layer's)")
     p.add_argument("--out", default="benchmarks", help="directory for benchmark.json and benchmark.md")
     p.add_argument("--quick", action="store_true", help="tiny smoke run: size Q (B2 T12 I3 H5), remat T=16, 2 repeats")
-    p.add_argument("--no_malloc_tuning", "--no-malloc-tuning", action="store_true", help="do not re-exec with malloc_env()")
+    p.add_argument(
+        "--no_malloc_tuning", "--no-malloc-tuning", action="store_true", help="do not re-exec with malloc_env()"
+    )
     if p.parse_known_args(argv)[0].quick:  # tiny defaults; flags given explicitly still win
-        p.set_defaults(sizes="Q", bidir_sizes="Q", bf16_sizes="Q", remat_lengths="16", remat_time_max=16, repeats=2, min_time=0.0)
+        p.set_defaults(
+            sizes="Q", bidir_sizes="Q", bf16_sizes="Q", remat_lengths="16", remat_time_max=16, repeats=2, min_time=0.0
+        )
     return p.parse_args(argv)
 
 
@@ -81,7 +87,7 @@ def main(argv: list[str] | None = None, *, allow_reexec: bool = False) -> dict:
 
     import torch
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(args.torch_threads or os.cpu_count() or 1)
     start = time.perf_counter()
     vjps = bm.engine_vjp_variants()
     report: dict = {"machine": bm.machine_info(), "settings": vars(args), "configs": [], "remat": []}
@@ -90,11 +96,14 @@ def main(argv: list[str] | None = None, *, allow_reexec: bool = False) -> dict:
 
     for config in build_configs(args):
         print(f"[benchmark] {config.name} ({config.size})", file=sys.stderr, flush=True)
-        report["configs"].append(bm.run_config(config, vjps=vjps, repeats=args.repeats, min_time=args.min_time))
+        result = bm.run_config(config, vjps=vjps, repeats=args.repeats, min_time=args.min_time, unroll=args.unroll)
+        report["configs"].append(result)
     lengths = [int(t) for t in _list(args.remat_lengths)]
     if lengths:
         print(f"[benchmark] remat report T={lengths}", file=sys.stderr, flush=True)
-        report["remat"] = bm.remat_report(lengths, vjps=vjps, time_max=args.remat_time_max, repeats=args.repeats)
+        report["remat"] = bm.remat_report(
+            lengths, vjps=vjps, time_max=args.remat_time_max, repeats=args.repeats, unroll=args.unroll
+        )
     report["wall_s"] = time.perf_counter() - start
     report["machine"]["loadavg_1_5_15_end"] = list(os.getloadavg())
 

@@ -177,8 +177,11 @@ def contestant_name(vjp: str | None) -> str:
     return "ours" if vjp is None else f"ours[{vjp}]"
 
 
-def configure_layers(stack: Stack, *, vjp: str | None = None, dtype: Any = None) -> Stack:
-    """Sets the engine VJP variant and compute dtype on every `RNN` inside `stack`, in place."""
+def configure_layers(stack: Stack, *, vjp: str | None = None, dtype: Any = None, unroll: int | None = None) -> Stack:
+    """Sets the engine VJP variant, compute dtype and scan unroll on every `RNN` in `stack`, in place.
+
+    None leaves a setting as the layer has it.
+    """
     for layer in stack.layers:
         for rnn in (layer.forward, layer.backward) if isinstance(layer, Bidirectional) else (layer,):
             if vjp is not None:
@@ -187,6 +190,8 @@ def configure_layers(stack: Stack, *, vjp: str | None = None, dtype: Any = None)
                 rnn.vjp = vjp
             if dtype is not None:
                 rnn.dtype = dtype
+            if unroll is not None:
+                rnn.unroll = unroll
     return stack
 
 
@@ -264,7 +269,9 @@ def torch_module(config: Config, seed: int = 0):
     torch.manual_seed(seed)
     cls = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[config.cell]
     s = config.size
-    return cls(s.input_size, s.hidden_size, num_layers=config.num_layers, bidirectional=config.bidirectional, batch_first=True)
+    return cls(
+        s.input_size, s.hidden_size, num_layers=config.num_layers, bidirectional=config.bidirectional, batch_first=True
+    )
 
 
 def torch_contestant(module, x: np.ndarray, cotangent: np.ndarray) -> Contestant:
@@ -292,10 +299,12 @@ def torch_contestant(module, x: np.ndarray, cotangent: np.ndarray) -> Contestant
     )
 
 
-def ours_contestant(module, config: Config, vjp: str | None, x: jax.Array, cotangent: jax.Array) -> Contestant:
+def ours_contestant(
+    module, config: Config, vjp: str | None, x: jax.Array, cotangent: jax.Array, *, unroll: int | None = None
+) -> Contestant:
     from gatedrnn.interop import from_torch
 
-    stack = configure_layers(from_torch(module), vjp=vjp, dtype=_dtype(config))
+    stack = configure_layers(from_torch(module), vjp=vjp, dtype=_dtype(config), unroll=unroll)
     graphdef, state = nnx.split(stack)
     state = jax.tree.map(jnp.asarray, state)
 
@@ -397,7 +406,10 @@ def check_agreement(reference: Contestant, others: list[Contestant], *, bf16: bo
         ok = bool(c.outputs.shape == reference.outputs.shape and fwd <= fwd_tol and grad <= grad_tol)
         report[c.name] = {"forward_max_abs_diff": fwd, "input_grad_max_abs_diff": grad, "passed": ok}
         if not ok:
-            failures.append(f"{c.name}: outputs differ by {fwd:.3g} (tol {fwd_tol:g}), input grads by {grad:.3g} (tol {grad_tol:.3g})")
+            failures.append(
+                f"{c.name}: outputs differ by {fwd:.3g} (tol {fwd_tol:g}), "
+                f"input grads by {grad:.3g} (tol {grad_tol:.3g})"
+            )
     report["tolerance"] = {"forward": fwd_tol, "input_grad": grad_tol}
     if failures:
         raise OutputMismatch("contestants disagree with torch: " + "; ".join(failures))
@@ -430,8 +442,19 @@ def time_interleaved(contestants: list[Contestant], *, repeats: int, min_time: f
     return times
 
 
-def run_config(config: Config, *, vjps: tuple[str | None, ...], repeats: int, min_time: float, seed: int = 0) -> dict:
-    """Builds, checks and times every contestant for one config; a JSON-ready dict."""
+def run_config(
+    config: Config,
+    *,
+    vjps: tuple[str | None, ...],
+    repeats: int,
+    min_time: float,
+    unroll: int | None = None,
+    seed: int = 0,
+) -> dict:
+    """Builds, checks and times every contestant for one config; a JSON-ready dict.
+
+    `unroll` sets our layers' scan unroll (None: the layer default); Flax's stays at 1.
+    """
     gc.collect()
     s = config.size
     rng = np.random.default_rng(seed)
@@ -454,7 +477,8 @@ def run_config(config: Config, *, vjps: tuple[str | None, ...], repeats: int, mi
 
     contestants = [torch_c]
     for v in vjps:
-        contestants += attempt(contestant_name(v), lambda v=v: ours_contestant(module, config, v, x, g))
+        build = lambda v=v: ours_contestant(module, config, v, x, g, unroll=unroll)  # noqa: E731
+        contestants += attempt(contestant_name(v), build)
     if config.dtype == "float32":  # Flax's cells keep a float32 carry: no like-for-like bf16 row
         contestants += attempt("flax", lambda: flax_contestant(module, config, x, g))
     agreement = check_agreement(torch_c, contestants[1:], bf16=config.dtype != "float32")
@@ -495,6 +519,7 @@ def remat_report(
     vjps: tuple[str | None, ...],
     time_max: int,
     repeats: int,
+    unroll: int | None = None,
     batch: int = 8,
     input_size: int = 32,
     hidden_size: int = 128,
@@ -510,7 +535,7 @@ def remat_report(
             for vjp in vjps:
                 gc.collect()
                 stack = build_rnn("lstm", input_size, hidden_size, rngs=nnx.Rngs(0), remat=remat)
-                graphdef, state = nnx.split(configure_layers(stack, vjp=vjp))
+                graphdef, state = nnx.split(configure_layers(stack, vjp=vjp, unroll=unroll))
 
                 def apply(state, x, graphdef=graphdef):
                     y, _ = nnx.merge(graphdef, state)(x)
