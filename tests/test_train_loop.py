@@ -17,6 +17,8 @@ from gatedrnn.train.loop import init_state, make_experiment
 from gatedrnn.train.metrics import read_metrics
 from gatedrnn.train.tasks import TASKS, AddingTask
 
+pytestmark = pytest.mark.slow  # every test here trains (seconds each), or needs a run that did
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOSS_KEYS = ("loss", "mse", "eval_loss", "eval_mse")
 
