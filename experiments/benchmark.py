@@ -3,7 +3,7 @@
     python -m experiments.benchmark                       # S1-S4, LSTM and GRU, 2-layer bi-LSTM,
                                                           # bf16 at S1, remat report; ~15-30 min on 2 cores
     python -m experiments.benchmark --sizes=S1,S2 --cells=lstm --repeats=3 --remat_lengths=
-    python -m experiments.benchmark --quick               # tiny smoke run, a few seconds
+    python -m experiments.benchmark --quick               # tiny sizes; ~1 min, nearly all compiling
 
 All contestants run in this one process on the same weights (torch's, mapped into ours with
 `gatedrnn.interop.from_torch` and into Flax's params), after a check that their outputs and
