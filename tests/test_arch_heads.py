@@ -16,7 +16,7 @@ from gatedrnn.encoder import sequence_cross_entropy, sequence_mask
 from gatedrnn.heads import POOLING_CHOICES, AttentionPool, Pool, SequenceClassifier, SequenceRegressor, Tagger
 
 
-@settings(max_examples=12)
+@settings(max_examples=8)
 @given(st.lists(st.integers(1, 7), min_size=1, max_size=4), st.sampled_from(POOLING_CHOICES), st.integers(0, 99))
 def test_pooling_padded_batch_equals_unpadded(lengths, kind, seed):
     pool = Pool(kind, 3, rngs=nnx.Rngs(0))

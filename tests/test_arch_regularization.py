@@ -17,6 +17,9 @@ from gatedrnn.lm import LanguageModel
 from gatedrnn.regularization import RegularizedRNN, param_values, regularize
 
 
+apply_jit = nnx.jit(lambda reg, x, masks, lengths: reg.apply_masks(x, masks, lengths))
+
+
 def _layer(cell="lstm", d=3, h=4, **kw):
     return RNN(make_cell(cell, d, h), rngs=nnx.Rngs(0), **kw)
 
@@ -82,7 +85,7 @@ def test_matches_step_by_step_reference(cell, mode):
     else:
         np.testing.assert_array_equal(masks.input, 1.0)
         np.testing.assert_array_equal(masks.zoneout, 0.25)  # the expectation
-    ys, carry = reg.apply_masks(x, masks)
+    ys, carry = apply_jit(reg, x, masks, None)
     want_ys, want_carry = _reference(layer, x, masks)
     np.testing.assert_allclose(ys, want_ys, rtol=1e-5, atol=1e-6)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), carry, want_carry)
@@ -101,8 +104,8 @@ def test_fused_vjp_equals_autodiff_through_the_wrapper(cell):
         ys, carry = scan_cell(reg.cell, p, x, seq_lengths=jnp.array([5, 3]), vjp=vjp)
         return jnp.sum(ys**2) + sum(jnp.sum(c) for c in jax.tree.leaves(carry))
 
-    fused = jax.grad(loss, argnums=(0, 1))(params, x, "fused")
-    plain = jax.grad(loss, argnums=(0, 1))(params, x, "autodiff")
+    grad = jax.jit(jax.grad(loss, argnums=(0, 1)), static_argnums=2)
+    fused, plain = grad(params, x, "fused"), grad(params, x, "autodiff")
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), fused, plain)
 
 
@@ -125,9 +128,9 @@ def test_padded_batch_equals_unpadded_with_the_same_masks():
     x = jax.random.normal(jax.random.key(1), (2, 6, 3))
     masks = reg.draw_masks(2, 6)
     lengths = jnp.array([6, 4])
-    ys, carry = reg.apply_masks(x, masks, seq_lengths=lengths)
+    ys, carry = apply_jit(reg, x, masks, lengths)
     alone = masks._replace(recurrent=masks.recurrent[1:], zoneout=masks.zoneout[1:, :4])
-    y1, c1 = reg.apply_masks(x[1:, :4], alone)
+    y1, c1 = apply_jit(reg, x[1:, :4], alone, None)
     np.testing.assert_allclose(ys[1:, :4], y1, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(ys[1:, 4:], 0.0)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a[1:], b, rtol=1e-5, atol=1e-6), carry, c1)
