@@ -87,7 +87,9 @@ def from_torch(module) -> Stack:
 
 
 def _mode_of(cell) -> str:
-    if isinstance(cell, LSTM) and not (cell.peephole or cell.cifg or cell.layer_norm):
+    if isinstance(cell, LSTM) and cell.gate_names == ("i", "f", "z", "o") and not (
+        cell.peephole or cell.layer_norm or not cell.input_activation or not cell.output_activation
+    ):
         return "LSTM"
     if isinstance(cell, GRU) and cell.reset_after:
         return "GRU"
@@ -95,7 +97,7 @@ def _mode_of(cell) -> str:
         return "RNN_TANH" if cell.nonlinearity == "tanh" else "RNN_RELU"
     raise ValueError(
         f"to_torch: {cell!r} has no torch equivalent; valid are ElmanRNN, GRU(reset_after=True) "
-        "and LSTM without peephole, cifg or layer_norm"
+        "and LSTM with all four gates and activations, without peephole, cifg or layer_norm"
     )
 
 

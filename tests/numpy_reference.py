@@ -23,11 +23,12 @@ def lstm_greff(p, x, cell):
     h_size = cell.hidden_size
     c = np.zeros(h_size)
     y = np.zeros(cell.proj_size or h_size)
-    names = ["f", "z", "o"] if cell.cifg else ["i", "f", "z", "o"]
+    names = list(cell.gate_names)
     W = {n: p["w"][:, k] for k, n in enumerate(names)}
     R = {n: p["r"][:, k] for k, n in enumerate(names)}
     b = {n: (p["b"][k] if cell.bias else 0.0) for k, n in enumerate(names)}
-    P = {n: p.get(f"p_{n}", np.zeros(h_size)) if cell.peephole else np.zeros(h_size) for n in "ifo"}
+    P = {n: p[f"p_{n}"] if (cell.peephole and n in names) else np.zeros(h_size) for n in "ifo"}
+    ones = np.ones(h_size)
     ys = []
     for x_t in x:
         def pre(n):
@@ -38,13 +39,16 @@ def lstm_greff(p, x, cell):
                 ry = ln(ry, p["ln_r_scale"][k], p["ln_r_bias"][k])
             return wx + ry + b[n]
 
-        z = np.tanh(pre("z"))
-        f = sigmoid(pre("f") + P["f"] * c)
-        i = 1.0 - f if cell.cifg else sigmoid(pre("i") + P["i"] * c)
+        z = np.tanh(pre("z")) if cell.input_activation else pre("z")
+        f = sigmoid(pre("f") + P["f"] * c) if "f" in names else ones
+        if cell.cifg:
+            i = 1.0 - f
+        else:
+            i = sigmoid(pre("i") + P["i"] * c) if "i" in names else ones
         c = z * i + c * f
-        o = sigmoid(pre("o") + P["o"] * c)
+        o = sigmoid(pre("o") + P["o"] * c) if "o" in names else ones
         c_hat = ln(c, p["ln_c_scale"], p["ln_c_bias"]) if cell.layer_norm else c
-        y = np.tanh(c_hat) * o
+        y = (np.tanh(c_hat) if cell.output_activation else c_hat) * o
         if cell.proj_size:
             y = y @ p["w_proj"]
         ys.append(y)

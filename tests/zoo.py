@@ -18,6 +18,8 @@ ZOO = {
     "lstm_proj": (LSTM(D, H, proj_size=2), ref.lstm_greff),
     "lstm_layernorm": (LSTM(D, H, layer_norm=True), ref.lstm_greff),
     "lstm_everything": (LSTM(D, H, peephole=True, proj_size=4, layer_norm=True, bias=False), ref.lstm_greff),
+    "lstm_nig_nog": (LSTM(D, H, input_gate=False, output_gate=False, peephole=True), ref.lstm_greff),
+    "lstm_nfg_niaf_noaf": (LSTM(D, H, forget_gate=False, input_activation=False, output_activation=False), ref.lstm_greff),
     "gru": (GRU(D, H), ref.gru),
     "gru_cho": (GRU(D, H, reset_after=False), ref.gru),
     "gru_nobias": (GRU(D, H, bias=False), ref.gru),

@@ -35,6 +35,9 @@ class LSTM(Cell):
                     of size p; the recurrence uses y_t.
       layer_norm:   Ba et al. 2016: LN(W x_t) + LN(R y_{t-1}) + b per gate, and
                     y_t = o_t * tanh(LN(c_t)).
+      input_gate / forget_gate / output_gate = False: that gate is fixed at 1 and has no
+                    weights (Greff et al.'s NIG, NFG, NOG variants).
+      input_activation / output_activation = False: no tanh on z_t / on c_t (NIAF, NOAF).
 
     Gate order (i, f, z, o), PyTorch's (i, f, g, o); without i under cifg.
     Params: w [d, g, h], r [p or h, g, h], b [g, h], p_i/p_f/p_o [h], w_proj [h, p],
@@ -48,15 +51,28 @@ class LSTM(Cell):
     cifg: bool = False
     proj_size: int = 0
     layer_norm: bool = False
+    input_gate: bool = True
+    forget_gate: bool = True
+    output_gate: bool = True
+    input_activation: bool = True
+    output_activation: bool = True
 
     def __post_init__(self):
         super().__post_init__()
         if self.proj_size:
             check_positive_int("LSTM", "proj_size", self.proj_size)
+        if self.cifg and not (self.input_gate and self.forget_gate):
+            raise ValueError("LSTM.cifg=True couples the input gate to the forget gate: it needs input_gate and forget_gate")
+
+    @property
+    def gate_names(self) -> tuple[str, ...]:
+        """The gates with weights, in order: a subset of (i, f, z, o)."""
+        present = {"i": self.input_gate and not self.cifg, "f": self.forget_gate, "z": True, "o": self.output_gate}
+        return tuple(g for g, on in present.items() if on)
 
     @property
     def num_gates(self) -> int:
-        return 3 if self.cifg else 4
+        return len(self.gate_names)
 
     @property
     def output_size(self) -> int:
@@ -77,10 +93,13 @@ class LSTM(Cell):
         }
         if self.bias:
             b = uniform(next(keys), (g, h), s, dtype)
-            params["b"] = b.at[self._forget_index].add(self.forget_bias)
+            if self.forget_gate:
+                b = b.at[self.gate_names.index("f")].add(self.forget_bias)
+            params["b"] = b
         if self.peephole:
-            for name in ("p_f", "p_o") if self.cifg else ("p_i", "p_f", "p_o"):
-                params[name] = uniform(next(keys), (h,), s, dtype)
+            for gate in "ifo":
+                if gate in self.gate_names:
+                    params[f"p_{gate}"] = uniform(next(keys), (h,), s, dtype)
         if self.proj_size:
             params["w_proj"] = uniform(next(keys), (h, self.proj_size), s, dtype)
         if self.layer_norm:
@@ -88,10 +107,6 @@ class LSTM(Cell):
                 params[f"{name}_scale"] = jnp.ones(shape, dtype)
                 params[f"{name}_bias"] = jnp.zeros(shape, dtype)
         return params
-
-    @property
-    def _forget_index(self) -> int:
-        return 0 if self.cifg else 1
 
     def project(self, params, xs):
         gates = tuple(gate_matmul(xs, params["w"]))
@@ -108,23 +123,27 @@ class LSTM(Cell):
         rec = matmul(y, params["r"])
         if self.layer_norm:
             rec = tuple(layer_norm(r, params["ln_r_scale"][k], params["ln_r_bias"][k]) for k, r in enumerate(rec))
-        pre = [x + r for x, r in zip(xp, rec)]
+        pre = {g: x + r for g, x, r in zip(self.gate_names, xp, rec)}
+
+        def gate(g, cell_state):
+            if g not in pre:
+                return None
+            if self.peephole:
+                return jax.nn.sigmoid(pre[g] + expand(params[f"p_{g}"], cell_state) * cell_state)
+            return jax.nn.sigmoid(pre[g])
+
+        f = gate("f", c)
+        i = gate("i", c)
         if self.cifg:
-            f_pre, z_pre, o_pre = pre
-        else:
-            i_pre, f_pre, z_pre, o_pre = pre
-        if self.peephole:
-            f_pre = f_pre + expand(params["p_f"], c) * c
-            if not self.cifg:
-                i_pre = i_pre + expand(params["p_i"], c) * c
-        f = jax.nn.sigmoid(f_pre)
-        i = 1.0 - f if self.cifg else jax.nn.sigmoid(i_pre)
-        c = f * c + i * jnp.tanh(z_pre)
-        if self.peephole:
-            o_pre = o_pre + expand(params["p_o"], c) * c
-        o = jax.nn.sigmoid(o_pre)
+            i = 1.0 - f
+        z = jnp.tanh(pre["z"]) if self.input_activation else pre["z"]
+        c_in = z if i is None else i * z
+        c = c + c_in if f is None else f * c + c_in
+        o = gate("o", c)
         c_out = layer_norm(c, params["ln_c_scale"], params["ln_c_bias"]) if self.layer_norm else c
-        y = o * jnp.tanh(c_out)
+        y = jnp.tanh(c_out) if self.output_activation else c_out
+        if o is not None:
+            y = o * y
         if self.proj_size:
             y = matmul(y, params["w_proj"])
         return LSTMCarry(c, y), y
