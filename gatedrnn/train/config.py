@@ -43,6 +43,7 @@ def default_config() -> ml_collections.ConfigDict:
 
     c.model = ml_collections.ConfigDict()
     c.model.cell = "lstm"
+    c.model.cell_options = ml_collections.ConfigDict()  # the cell's keyword options, e.g. {'peephole': True}
     c.model.hidden_size = 64
     c.model.num_layers = 1
     c.model.bidirectional = False

@@ -56,6 +56,7 @@ def build_model(config: ml_collections.ConfigDict, task: Task, rngs: nnx.Rngs) -
         hidden_size=m.hidden_size, output_size=task.output_size, readout=task.readout, rngs=rngs,
         vocab_size=task.vocab_size, num_layers=m.num_layers, bidirectional=m.bidirectional, dropout=m.dropout,
         residual=m.residual, unroll=m.unroll, dtype=jnp.bfloat16 if m.dtype == "bfloat16" else None,
+        cell_options=m.get("cell_options", {}).to_dict() if m.get("cell_options") else None,
     )
 
 

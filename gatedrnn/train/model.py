@@ -35,13 +35,15 @@ class SequenceModel(nnx.Module):
         residual: bool = False,
         unroll: int = 1,
         dtype: Any = None,
+        cell_options: dict[str, Any] | None = None,
     ):
         if readout not in READOUTS:
             raise ValueError(f"readout={readout!r} is not valid; choose one of {list(READOUTS)}")
         self.readout = readout
         self.embed = nnx.Embed(vocab_size, input_size, dtype=dtype, rngs=rngs) if vocab_size else None
         self.rnn = build_rnn(cell, input_size, hidden_size, num_layers=num_layers, bidirectional=bidirectional,
-                             dropout=dropout, residual=residual, unroll=unroll, dtype=dtype, rngs=rngs)
+                             dropout=dropout, residual=residual, unroll=unroll, dtype=dtype, rngs=rngs,
+                             **(cell_options or {}))
         self.head = nnx.Linear(self.rnn.output_size, output_size, dtype=dtype, rngs=rngs)
 
     def __call__(self, inputs: jax.Array, seq_lengths: jax.Array | None = None) -> jax.Array:
