@@ -309,6 +309,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         bar.close()
         run.ckpt.close()
         writer.close()
+    if primary and hasattr(exp.task, "final_report"):  # optional: e.g. text sampled from a language model
+        model = exp.model(jax.tree.map(jnp.asarray, distributed.to_host(state.params)), jax.random.key(0))
+        model.eval()
+        report = exp.task.final_report(model, c.train.seed)
+        with open(os.path.join(workdir, "samples.txt"), "w") as f:
+            f.write(report + "\n")
+        _log(report)
     if primary:
         plot = writer.plot()
         _log(f"metrics: {writer.path}\ncheckpoints: {run.ckpt.directory} (newest step {saved_at})"

@@ -21,6 +21,10 @@ import numpy as np
 
 from gatedrnn.train import losses
 from gatedrnn.train.config import check_positive
+from gatedrnn.train.tasks_digits import SequentialDigitsTask
+from gatedrnn.train.tasks_synthetic import CopyMemoryTask, ParityTask
+from gatedrnn.train.tasks_text import CharLMTask
+from gatedrnn.train.tasks_uea import UEAClassificationTask
 
 Batch = dict[str, np.ndarray]
 
@@ -88,6 +92,11 @@ Task = Any  # any object with the interface in the module docstring
 
 TASKS: dict[str, Callable[[ml_collections.ConfigDict], Task]] = {
     "adding": AddingTask.from_config,
+    "copy_memory": CopyMemoryTask.from_config,  # the other tasks live in tasks_*.py
+    "parity": ParityTask.from_config,
+    "sequential_mnist": SequentialDigitsTask.from_config,
+    "uea_classification": UEAClassificationTask.from_config,
+    "char_lm": CharLMTask.from_config,
 }
 
 
