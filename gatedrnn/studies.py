@@ -93,6 +93,16 @@ def load_params(config: ml_collections.ConfigDict, workdir: str | None = None) -
     return exp, state["params"]
 
 
+def first_layer_cell(exp: Experiment, params: Any) -> tuple[Any, Params]:
+    """(cell, cell params) of the first recurrent layer of a training run's `SequenceModel`
+    (a unidirectional stack), e.g. for `lstm_gates`."""
+    model = exp.model(params, jax.random.key(0))
+    layer = model.rnn.layers[0]
+    if not hasattr(layer, "cell"):
+        raise ValueError(f"the first layer is a {type(layer).__name__}, not an RNN over one cell")
+    return layer.cell, params["rnn"]["layers"][0]["params"]
+
+
 # ---------------------------------------------------------------------------------- gates
 
 
@@ -228,10 +238,9 @@ def pyplot():
     return plt
 
 
-def plot_gradient_norms(curves: Mapping[str, np.ndarray], path: str, title: str = "") -> None:
-    """curves: label -> norms [t] (input step order); plotted against the time lag, log scale."""
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+def draw_gradient_norms(ax, curves: Mapping[str, np.ndarray], title: str = "") -> None:
+    """curves: label -> norms [t] (input step order), drawn on a matplotlib Axes against the
+    time lag, log scale; labels containing "init" are dashed."""
     for label, norms in curves.items():
         norms = np.asarray(norms)
         ax.plot(time_lags(len(norms)), np.maximum(norms, 1e-30), label=label,
@@ -242,10 +251,34 @@ def plot_gradient_norms(curves: Mapping[str, np.ndarray], path: str, title: str 
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
+
+
+def plot_gradient_norms(curves: Mapping[str, np.ndarray], path: str, title: str = "") -> None:
+    """`draw_gradient_norms` into a PNG file."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    draw_gradient_norms(ax, curves, title)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def draw_gates(axes, gates: Mapping[str, np.ndarray], names: list[str], example: int = 0,
+               markers: np.ndarray | None = None) -> None:
+    """One heatmap per gate (units x time) of one example, from `lstm_gates` / `gru_gates`;
+    `markers` [t] (e.g. the adding problem's marker channel) draws a vertical line at each nonzero step."""
+    for ax, name in zip(axes, names):
+        values = np.asarray(gates[name][example]).T  # [h, t]
+        bounded = name in ("i", "f", "o", "r", "z") and np.all(values >= 0)
+        im = ax.imshow(values, aspect="auto", interpolation="nearest", cmap="viridis" if bounded else "coolwarm",
+                       vmin=0.0 if bounded else None, vmax=1.0 if bounded else None)
+        ax.set_ylabel(f"{name}\nunit")
+        if markers is not None:
+            for t in np.flatnonzero(np.asarray(markers)):
+                ax.axvline(t, color="white" if bounded else "black", linewidth=1, linestyle=":")
+        ax.figure.colorbar(im, ax=ax, pad=0.01)
+    axes[-1].set_xlabel("time step")
 
 
 def plot_points(groups: Mapping[str, list[float]], path: str, ylabel: str, baseline: float | None = None,
