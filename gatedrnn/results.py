@@ -22,8 +22,10 @@ PUBLISHED: dict[tuple[str, str], tuple[int, str, str]] = {
     ("adding", "rnn"): (150, "not solved: MSE stays at ~0.167 for T >= 150", "Le, Jaitly & Hinton 2015, Fig. 2"),
 }
 
+SOLVED = 0.1  # a run counts as solving its task once the eval loss is below 0.1 x the trivial baseline
+
 HEADER = ["run", "task", "T", "cell", "options", "steps", "eval loss (last)", "eval loss (best)", "baseline",
-          "published", "train time (s)", "command"]
+          "last / baseline", "first step < 0.1 x baseline", "published", "train time (s)", "command"]
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -72,6 +74,7 @@ def summarize_run(workdir: str) -> dict[str, Any]:
         "best_eval_loss": min(r["eval_loss"] for r in evals) if evals else math.nan,
         "baseline": sum(baselines) / len(baselines) if baselines else math.nan,
         "train_time_s": train_time_s(records),
+        "solved_step": next((r["step"] for r in evals if baselines and r["eval_loss"] < SOLVED * baselines[0]), None),
     }
 
 
@@ -111,7 +114,8 @@ def results_rows(summaries: Iterable[dict[str, Any]], defaults: dict[str, dict[s
                                     workdir_for_command.format(name=os.path.basename(s["workdir"])))
         rows.append([
             os.path.basename(s["workdir"]), s["task"], s["seq_len"] if s["seq_len"] is not None else "-", s["cell"], options, s["steps"],
-            s["eval_loss"], s["best_eval_loss"], s["baseline"],
+            s["eval_loss"], s["best_eval_loss"], s["baseline"], s["eval_loss"] / s["baseline"],
+            "never" if s["solved_step"] is None else s["solved_step"],
             f"{published} ({source})" if published else "-", round(s["train_time_s"]), command,
         ])
     return rows

@@ -168,12 +168,23 @@ def test_results_rows_from_a_fabricated_run(tmp_path):
     assert s["train_time_s"] == pytest.approx(100 / 10 + 100 / 50 + 100 / 25)
     default = _adding_config().to_dict()
     (row,) = results_rows([s], {"adding": default}, "/runs/{name}")
-    assert row[:9] == ["adding200_rnn", "adding", 200, "rnn", "-", 300, 0.07, 0.05, pytest.approx(0.17)]
-    assert "Le, Jaitly & Hinton 2015" in row[9] and row[10] == 16
-    assert row[11] == ("python -m experiments.train --config=configs/adding.py --workdir=/runs/adding200_rnn "
+    assert row[:11] == ["adding200_rnn", "adding", 200, "rnn", "-", 300, 0.07, 0.05, pytest.approx(0.17),
+                        pytest.approx(0.07 / 0.17), "never"]
+    assert "Le, Jaitly & Hinton 2015" in row[11] and row[12] == 16
+    assert row[13] == ("python -m experiments.train --config=configs/adding.py --workdir=/runs/adding200_rnn "
                        "--config.data.seq_len=200 --config.model.cell=rnn --config.train.num_steps=300")
     assert len(row) == len(HEADER)
     assert train_time_s([{"step": 5}]) == 0.0
+
+
+def test_solved_step_is_the_first_eval_below_a_tenth_of_the_baseline(tmp_path):
+    _fabricate_run(str(tmp_path / "run"))
+    records = [{"step": 100, "steps_per_s": 1.0, "eval_loss": 0.1, "eval_baseline_mse": 0.2},
+               {"step": 200, "steps_per_s": 1.0, "eval_loss": 0.019, "eval_baseline_mse": 0.2},
+               {"step": 300, "steps_per_s": 1.0, "eval_loss": 0.01, "eval_baseline_mse": 0.2}]
+    with open(tmp_path / "run" / "metrics.jsonl", "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in records)
+    assert summarize_run(str(tmp_path / "run"))["solved_step"] == 200
 
 
 def test_reproduce_command_names_the_cell_options():
@@ -188,7 +199,7 @@ def test_published_figures_only_where_they_apply(tmp_path):
     _fabricate_run(str(tmp_path / "variant"), cell="lstm", options={"peephole": True})
     _fabricate_run(str(tmp_path / "long"), cell="lstm")
     rows = results_rows([summarize_run(str(tmp_path / n)) for n in ("short", "variant", "long")])
-    assert [row[9] != "-" for row in rows] == [False, False, True]
+    assert [row[11] != "-" for row in rows] == [False, False, True]
 
 
 # ------------------------------------------------------------------------------ scripts
@@ -208,8 +219,12 @@ def test_results_table_script(tmp_path):
     _run_script("experiments.results_table", f"--runs={tmp_path / 'adding200_rnn'}", f"--out={out}",
                 f"--csv={tmp_path / 'results.csv'}")
     text = out.read_text()
-    assert "| adding200_rnn | adding | 200 | rnn | - | 300 | 0.07 | 0.05 | 0.17 |" in text
-    assert "--config.data.seq_len=200 --config.model.cell=rnn --config.train.num_steps=300" in text
+    assert "| adding200_rnn | adding | 200 | rnn | - | 300 | 0.07 | 0.05 | 0.17 | 0.4118 | never |" in text
+    command = text.split("# adding200_rnn\n")[1].splitlines()[0]  # against configs/adding.py's own values
+    assert command.startswith("python -m experiments.train --config=configs/adding.py --workdir=/tmp/adding200_rnn ")
+    for override in ("--config.data.seq_len=200", "--config.model.cell=rnn", "--config.train.num_steps=300",
+                     "--config.train.learning_rate=0.001"):
+        assert f" {override}" in command
     assert (tmp_path / "results.csv").read_text().count("\n") == 2
 
 
