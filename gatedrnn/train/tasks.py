@@ -22,6 +22,7 @@ import numpy as np
 from gatedrnn.train import losses
 from gatedrnn.train.config import check_positive
 from gatedrnn.train.tasks_digits import SequentialDigitsTask
+from gatedrnn.train.tasks_forecast import CO2ForecastTask
 from gatedrnn.train.tasks_synthetic import CopyMemoryTask, ParityTask
 from gatedrnn.train.tasks_text import CharLMTask
 from gatedrnn.train.tasks_uea import UEAClassificationTask
@@ -97,6 +98,7 @@ TASKS: dict[str, Callable[[ml_collections.ConfigDict], Task]] = {
     "sequential_mnist": SequentialDigitsTask.from_config,
     "uea_classification": UEAClassificationTask.from_config,
     "char_lm": CharLMTask.from_config,
+    "co2_forecast": CO2ForecastTask.from_config,
 }
 
 
