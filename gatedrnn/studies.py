@@ -49,12 +49,13 @@ def input_gradient_norms(loss_fn: Callable[[jax.Array], jax.Array], xs: jax.Arra
 
     loss_fn: xs [b, t, d] -> per-example losses [b] (example b's loss depends on x_b only, so
       the gradient of their sum w.r.t. x_{b,t} is d loss_b / d x_{b,t}).
+    The gradient is computed in the inputs' dtype: in float32 it underflows to exactly 0 once it
+    falls below ~1e-38 (~1e-45 with denormals), which the plots leave blank.
     Returns a float64 NumPy array [t]. Index t is the input step; the time lag from a loss read
     at the last step is `t_max - 1 - t` (see `time_lags`).
     """
-    grads = jax.grad(lambda x: jnp.sum(loss_fn(x)))(xs)  # [b, t, d]
-    norms = jnp.sqrt(jnp.sum(jnp.square(grads), axis=-1))  # [b, t]
-    return np.asarray(jnp.mean(norms, axis=0), np.float64)
+    grads = np.asarray(jax.grad(lambda x: jnp.sum(loss_fn(x)))(xs), np.float64)  # [b, t, d]
+    return np.mean(np.linalg.norm(grads, axis=-1), axis=0)  # in float64: squares of tiny float32 values do not underflow
 
 
 def time_lags(time: int) -> np.ndarray:
@@ -240,10 +241,13 @@ def pyplot():
 
 def draw_gradient_norms(ax, curves: Mapping[str, np.ndarray], title: str = "") -> None:
     """curves: label -> norms [t] (input step order), drawn on a matplotlib Axes against the
-    time lag, log scale; labels containing "init" are dashed."""
+    time lag, log scale; labels "<cell> (<stage>)" share a color per cell, "init" ones are dashed;
+    exact zeros (float32 underflow) are left out."""
+    colors = {}
     for label, norms in curves.items():
-        norms = np.asarray(norms)
-        ax.plot(time_lags(len(norms)), np.maximum(norms, 1e-30), label=label,
+        norms = np.asarray(norms, np.float64)
+        color = colors.setdefault(label.split(" (")[0], f"C{len(colors)}")  # one color per cell
+        ax.plot(time_lags(len(norms)), np.where(norms > 0, norms, np.nan), label=label, color=color,
                 linestyle="--" if "init" in label else "-")
     ax.set_yscale("log")
     ax.set_xlabel("time lag T - 1 - t (steps before the readout)")
