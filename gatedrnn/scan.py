@@ -186,26 +186,24 @@ def _replayed_fwd(lhs, out, w):
 
 
 def _replayed_bwd(w, g):
-    d_lhs = g @ w.T if w.ndim == 2 else jnp.einsum("g...h,kgh->...k", g, w)
+    flat = w.reshape(w.shape[0], -1)
+    d_lhs = (g if w.ndim == 2 else jnp.concatenate(g, axis=-1)) @ flat.T
     return d_lhs, g, jnp.zeros_like(w)
 
 
 _replayed.defvjp(_replayed_fwd, _replayed_bwd)
 
 
-def _weight_grad(lhs: jax.Array, d_out: jax.Array, w: jax.Array) -> jax.Array:
-    """sum over steps and batch of lhs^T d_out, one matmul.
+def _weight_grad(lhs: jax.Array, d_out, w: jax.Array) -> jax.Array:
+    """sum over steps and batch of lhs^T d_out as one matmul.
 
-    lhs [t, b, k]; d_out [t, b, h] for w [k, h], or [t, g, b, h] for w [k, g, h].
+    lhs [t, b, k]; d_out [t, b, h] for w [k, h], or a tuple of g gates [t, b, h] for w [k, g, h].
     """
     acc = jnp.float32 if jnp.finfo(lhs.dtype).bits < 32 else lhs.dtype  # sum bfloat16 in float32
+    d_out = d_out if w.ndim == 2 else jnp.concatenate(d_out, axis=-1)
     lhs = lhs.reshape(-1, lhs.shape[-1]).astype(acc)
-    if w.ndim == 2:
-        grad = jnp.einsum("nk,nh->kh", lhs, d_out.reshape(-1, d_out.shape[-1]).astype(acc))
-    else:
-        d_out = jnp.moveaxis(d_out, 1, 0).reshape(d_out.shape[1], -1, d_out.shape[-1]).astype(acc)
-        grad = jnp.einsum("nk,gnh->kgh", lhs, d_out)
-    return grad.astype(w.dtype)
+    grad = lhs.T @ d_out.reshape(lhs.shape[0], -1).astype(acc)
+    return grad.reshape(w.shape).astype(w.dtype)
 
 
 @functools.cache

@@ -53,17 +53,19 @@ def expand(v: jax.Array, like: jax.Array) -> jax.Array:
     return v.astype(like.dtype).reshape((1,) * (like.ndim - v.ndim) + v.shape)
 
 
-def gate_matmul(x: jax.Array, w: jax.Array) -> jax.Array:
-    """One matmul for all gates: x [..., k] @ w [k, g, h] -> [g, ..., h] (gate-major, so
-    `a, b, c = gate_matmul(x, w)` unpacks gates); w [k, h] -> [..., h]. w is cast to x's dtype.
+def gate_matmul(x: jax.Array, w: jax.Array) -> jax.Array | tuple[jax.Array, ...]:
+    """x [..., k] @ w: w [k, h] -> [..., h]; w [k, g, h] -> a tuple of g gates [..., h].
 
-    This is also the default `matmul` of every cell's `step`: the scan engine passes its own
-    (same values) to compute the weight gradients of all steps as one matmul.
+    The gates come from one [k, g*h] matmul split along its last axis (the layout XLA runs
+    fastest on CPU). w is cast to x's dtype. This is also the default `matmul` of every
+    cell's `step`: the scan engine passes its own (same values) to compute the weight
+    gradients of all steps as one matmul.
     """
     w = w.astype(x.dtype)
     if w.ndim == 2:
         return x @ w
-    return jnp.einsum("...k,kgh->g...h", x, w)
+    k, g, h = w.shape
+    return tuple(jnp.split(x @ w.reshape(k, g * h), g, axis=-1))
 
 
 def layer_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, eps: float = 1e-5) -> jax.Array:
