@@ -3,7 +3,8 @@ wrist-worn accelerometer and gyroscope, 6 channels x 100 steps.
 
   python -m experiments.train --config=configs/basic_motions.py --workdir=/tmp/basic_motions
 
-MEASURED_PLACEHOLDER
+A 32-unit LSTM reaches test accuracy 1.000 (40/40; loss 0.025) after 400 steps (first at
+step 200), in 52 s on 2 shared CPU cores (chance 0.25).
 
 `--config=configs/basic_motions.py:smoke` is a 40-step run of a few seconds, for tests.
 

@@ -28,15 +28,15 @@ def get_config(arg: str | None = None):
     config.data.eval_fraction = 0.05
 
     config.model.cell = "lstm"
-    config.model.hidden_size = 256
+    config.model.hidden_size = 128
     config.model.embed_size = 32
 
-    config.train.num_steps = 3000
+    config.train.num_steps = 1500
     config.train.batch_size = 32
     config.train.learning_rate = 3e-3
     config.optim.warmup_steps = 100
 
-    config.eval.every_steps = 500
+    config.eval.every_steps = 250
     config.eval.batch_size = 64
     config.eval.num_batches = 4
     config.log.every_steps = 50

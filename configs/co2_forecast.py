@@ -2,7 +2,9 @@
 
   python -m experiments.train --config=configs/co2_forecast.py --workdir=/tmp/co2_forecast
 
-MEASURED_PLACEHOLDER
+A 32-unit GRU reaches eval MAE 0.459 ppm over the 12 horizons after 2,000 steps, against
+1.569 ppm for seasonal naive and 0.481 ppm for SARIMAX(1,1,1)(0,1,1)_12 on the same 109
+origins, in 91 s on 2 shared CPU cores (the ARIMA fit included).
 
 `--config=configs/co2_forecast.py:smoke` is a 40-step run of a few seconds (no ARIMA fit), for tests.
 

