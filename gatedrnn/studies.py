@@ -201,7 +201,10 @@ def train_runs(runs: Mapping[str, ml_collections.ConfigDict], out: str,
         train_and_evaluate(config, workdir)
         workdirs[name] = workdir
     manifest = os.path.join(out, "manifest.txt")
-    known = open(manifest).read().split() if os.path.exists(manifest) else []
+    known = []
+    if os.path.exists(manifest):
+        with open(manifest) as f:
+            known = f.read().split()
     with open(manifest, "a") as f:
         f.writelines(w + "\n" for w in workdirs.values() if w not in known)
     return workdirs

@@ -134,7 +134,7 @@ def test_load_params_gives_the_trained_model(tmp_path):
     per_example = studies.model_loss_fn(exp, trained, jnp.asarray(batch["targets"]))(jnp.asarray(batch["inputs"]))
     logged = summarize_run(workdir)["eval_loss"]  # one eval batch: the logged eval MSE is this mean
     np.testing.assert_allclose(float(jnp.mean(per_example)), logged, rtol=1e-5)
-    assert open(tmp_path / "manifest.txt").read().split() == [workdir]
+    assert (tmp_path / "manifest.txt").read_text().split() == [workdir]
 
 
 # ------------------------------------------------------------------------------ results table
