@@ -10,7 +10,7 @@ step 200), in 52 s on 2 shared CPU cores (chance 0.25).
 
 Data: the UEA archive's BasicMotions as shipped by sktime (`pip install -e '.[data]'`),
 40 train / 40 test, 4 balanced classes; channels standardized with the training statistics.
-Chance / majority baseline: accuracy 0.25. The UEA benchmark's classifiers reach 100%.
+Chance / majority baseline: accuracy 0.25. Many published UEA-archive classifiers reach 100%.
 """
 
 from gatedrnn.train.config import default_config, shrink_for_smoke_test

@@ -11,7 +11,7 @@ Data: the UEA archive's JapaneseVowels as shipped by sktime (`pip install -e '.[
 the .ts files are read without importing sktime): 270 train / 370 test utterances of
 variable length (7-29 frames), zero-padded, with the lengths passed to the RNN. The eval
 scores the whole test set. Majority-class baseline accuracy: 88/370 = 0.238. Published:
-Kudo et al. 1999 report 94.1%; the UEA benchmark's DTW nearest neighbour reaches about 95%.
+Kudo et al. 1999 report 94.1% correct on this split.
 """
 
 from gatedrnn.train.config import default_config, shrink_for_smoke_test
