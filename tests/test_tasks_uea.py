@@ -31,7 +31,8 @@ def test_japanese_vowels_facts():
 def test_padding_is_zero_and_channels_are_standardized_on_train():
     d = load_uea("JapaneseVowels")
     valid = np.arange(29)[None, :] < d["train_len"][:, None]
-    assert (d["train_x"][~valid] == 0).all() and (d["test_x"][np.arange(29)[None, :] >= d["test_len"][:, None]] == 0).all()
+    assert (d["train_x"][~valid] == 0).all()
+    assert (d["test_x"][np.arange(29)[None, :] >= d["test_len"][:, None]] == 0).all()
     frames = d["train_x"][valid]
     np.testing.assert_allclose(frames.mean(0), 0.0, atol=1e-4)
     np.testing.assert_allclose(frames.std(0), 1.0, atol=1e-3)

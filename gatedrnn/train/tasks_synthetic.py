@@ -116,7 +116,8 @@ class ParityTask:
         check_positive("data.seq_len", self.seq_len)
         check_choice("data.labels", self.labels, LABELS)
         if isinstance(self.eval_seq_len, bool) or not isinstance(self.eval_seq_len, int) or self.eval_seq_len < 0:
-            raise ValueError(f"data.eval_seq_len must be a non-negative integer (0: data.seq_len), got {self.eval_seq_len!r}")
+            raise ValueError("data.eval_seq_len must be a non-negative integer (0: data.seq_len), "
+                             f"got {self.eval_seq_len!r}")
 
     @classmethod
     def from_config(cls, config: ml_collections.ConfigDict) -> "ParityTask":

@@ -118,7 +118,8 @@ class CharLMTask:
         ids = self.corpus["train"]
         starts = stream_rng(seed, TRAIN_STREAM, step).integers(0, len(ids) - self.seq_len, batch_size)
         windows = ids[starts[:, None] + np.arange(self.seq_len + 1)]
-        return {"inputs": windows[:, :-1], "targets": windows[:, 1:], "mask": np.ones((batch_size, self.seq_len), np.float32)}
+        mask = np.ones((batch_size, self.seq_len), np.float32)
+        return {"inputs": windows[:, :-1], "targets": windows[:, 1:], "mask": mask}
 
     def eval_batch(self, seed: int, index: int, batch_size: int) -> dict[str, np.ndarray]:
         ids = self.corpus["eval"]
