@@ -8,6 +8,8 @@ Glossary: b batch, t time, d input features, h hidden units.
 - `load_params`, `model_loss_fn`: a training run's model at initialization or from its newest
   checkpoint, and its per-example loss as a function of the inputs.
 - `GREFF_VARIANTS`: the LSTM variants of Greff et al. 2017 as `model.cell_options`.
+- `first_layer_cell`: the (cell, cell params) of a trained `SequenceModel`'s first layer.
+- `draw_gradient_norms`, `draw_gates`, `plot_*`: the studies' and notebooks' figures.
 - `train_runs`: one `train_and_evaluate` per (name, config), each into its own workdir.
 """
 
