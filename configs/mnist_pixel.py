@@ -2,7 +2,10 @@
 
   python -m experiments.train --config=configs/mnist_pixel.py --workdir=/tmp/mnist_pixel
 
-MEASURED_PLACEHOLDER
+A 64-unit LSTM stays at chance (loss ln 10) for 1,000 steps, then reaches eval accuracy
+0.368 on the 1,000 held-out digits after 3,000 steps (0.38 at step 2,500), in 7 min 50 s on
+2 shared CPU cores (chance 0.1). Far from converged: 3,000 steps of 32 are 24 passes over
+only 4,000 digits.
 
 `--config=configs/mnist_pixel.py:smoke` is a 40-step run of a few seconds, for tests.
 
