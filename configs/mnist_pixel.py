@@ -15,33 +15,8 @@ readout is the last step. Chance: accuracy 0.1, cross-entropy ln 10 = 2.303. The
 all 1,000 held-out digits (2 batches of 500).
 """
 
-from gatedrnn.train.config import default_config, shrink_for_smoke_test
+from gatedrnn.train.tasks_digits import mnist_config
 
 
 def get_config(arg: str | None = None):
-    config = default_config()
-    config.task = "sequential_mnist"
-    config.data.order = "pixel"
-    config.data.permutation_seed = 0
-
-    config.model.cell = "lstm"
-    config.model.hidden_size = 64
-
-    config.train.num_steps = 3000
-    config.train.batch_size = 32
-    config.train.learning_rate = 1e-3
-    config.optim.warmup_steps = 100
-
-    config.eval.every_steps = 500
-    config.eval.batch_size = 500
-    config.eval.num_batches = 2
-    config.log.every_steps = 50
-    config.checkpoint.every_steps = 500
-    if arg == "smoke":
-        shrink_for_smoke_test(config)
-        config.train.num_steps = 10
-        config.eval.every_steps = 10
-        config.log.every_steps = 5
-    elif arg:
-        raise ValueError(f"configs/mnist_pixel.py takes no argument or 'smoke', got {arg!r}")
-    return config
+    return mnist_config("pixel", arg, num_steps=3000, batch_size=32, learning_rate=1e-3)

@@ -18,7 +18,7 @@ import ml_collections
 import numpy as np
 
 from gatedrnn.train import losses
-from gatedrnn.train.config import check_choice
+from gatedrnn.train.config import check_choice, default_config, shrink_for_smoke_test
 from gatedrnn.train.datasets import epoch_indices, eval_indices, package_file
 
 ORDERS = ("pixel", "permuted", "rows")
@@ -104,3 +104,34 @@ class SequentialDigitsTask:
 
     def metrics(self, outputs: jax.Array, batch: Mapping[str, jax.Array]) -> tuple[jax.Array, losses.Sums]:
         return losses.classification_metrics(outputs, batch["labels"], batch["mask"])
+
+
+def mnist_config(order: str, arg: str | None, *, num_steps: int, batch_size: int, learning_rate: float):
+    """The shared config of configs/mnist_{pixel,permuted,rows}.py: a 64-unit LSTM, eval on all
+    1,000 held-out digits; `arg` is None or "smoke" (a few seconds, for tests)."""
+    config = default_config()
+    config.task = "sequential_mnist"
+    config.data.order = order
+    config.data.permutation_seed = 0
+
+    config.model.cell = "lstm"
+    config.model.hidden_size = 64
+
+    config.train.num_steps = num_steps
+    config.train.batch_size = batch_size
+    config.train.learning_rate = learning_rate
+    config.optim.warmup_steps = 100
+
+    config.eval.every_steps = 500
+    config.eval.batch_size = 500
+    config.eval.num_batches = 2
+    config.log.every_steps = 50
+    config.checkpoint.every_steps = 500
+    if arg == "smoke":
+        shrink_for_smoke_test(config)
+        config.train.num_steps = 10
+        config.eval.every_steps = 10
+        config.log.every_steps = 5
+    elif arg:
+        raise ValueError(f"configs/mnist_{order}.py takes no argument or 'smoke', got {arg!r}")
+    return config
