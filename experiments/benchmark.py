@@ -9,7 +9,7 @@ All contestants run in this one process on the same weights (torch's, mapped int
 `gatedrnn.interop.from_torch` and into Flax's params), after a check that their outputs and
 input gradients agree with torch's (the run raises `OutputMismatch` otherwise). Repeats are
 interleaved (torch, ours, flax, bound, torch, ours, ...); the table reports medians. See
-docs/performance.md for the columns and `gatedrnn.benchmarking` for the definitions.
+README.md (Performance) for the columns and `gatedrnn.benchmarking` for the definitions.
 
 Writes DIR/benchmark.json (every raw time, compile time, memory analysis, the agreement
 check and the machine: CPU model, cores, load, library versions) and DIR/benchmark.md, and
