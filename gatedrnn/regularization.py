@@ -36,7 +36,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from gatedrnn.cells import LSTMCarry, MinGRU
-from gatedrnn.cells.base import Cell, Params, gate_matmul
+from gatedrnn.cells.base import Cell, Params, WrappedCell, gate_matmul
 from gatedrnn.layers import RNN, Bidirectional, Stack
 from gatedrnn.scan import scan_cell
 
@@ -59,7 +59,7 @@ def _output_of(carry: Any, y: jax.Array) -> jax.Array:
 
 
 @dataclasses.dataclass(frozen=True)
-class RegularizedCell(Cell):
+class RegularizedCell(WrappedCell):
     """Wraps any cell with a variational recurrent-dropout mask and/or zoneout masks.
 
     params: {"cell": the wrapped cell's params, "recurrent_mask": [b, output_size] (when
@@ -67,7 +67,6 @@ class RegularizedCell(Cell):
     zoneout (the last z features are the zoneout masks), else [..., d].
     """
 
-    inner: Cell = None
     recurrent_dropout: bool = False
     zoneout: bool = False
 
@@ -76,13 +75,6 @@ class RegularizedCell(Cell):
         extra = sum(_carry_sizes(inner)) if zoneout else 0
         return cls(input_size=inner.input_size + extra, hidden_size=inner.hidden_size, inner=inner,
                    recurrent_dropout=recurrent_dropout, zoneout=zoneout)
-
-    @property
-    def output_size(self) -> int:
-        return self.inner.output_size
-
-    def initial_carry(self, batch_shape, dtype=jnp.float32):
-        return self.inner.initial_carry(batch_shape, dtype)
 
     def init(self, key, dtype=jnp.float32) -> Params:
         return {"cell": self.inner.init(key, dtype)}

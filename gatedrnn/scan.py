@@ -217,7 +217,7 @@ def _fused_steps(cell, unroll):
     is one matmul per weight, pulled back to the params pytree.
     """
 
-    def weights_used(params, carry, xp, mask):
+    def weights_used(params, carry, xp):
         """The weights the step multiplies by, as functions of params (the rest is dead code)."""
         used = []
 
@@ -269,7 +269,7 @@ def _fused_steps(cell, unroll):
         (d_carry0, d_params), (d_xp, d_outs) = jax.lax.scan(
             body, (d_carry, zeros), (carries, xp, mask, outs, d_ys), reverse=True, unroll=unroll
         )
-        used, pullback = jax.vjp(lambda p: weights_used(p, final_carry, xp, mask), params)
+        used, pullback = jax.vjp(lambda p: weights_used(p, final_carry, xp), params)
         d_used = [_weight_grad(lhs, d_out, w) for (lhs, _), d_out, w in zip(products, d_outs, used)]
         (d_weights,) = pullback(d_used)
         return jax.tree.map(jnp.add, d_params, d_weights), d_carry0, d_xp, None

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from gatedrnn.cells.base import Cell, Params, check_positive_int, gate_matmul
+from gatedrnn.cells.base import Cell, Params, WrappedCell, check_positive_int, gate_matmul
 from gatedrnn.layers import RNN, Bidirectional, Stack
 from gatedrnn.scan import scan_cell
 
@@ -40,25 +40,17 @@ def reset_carry(carry: Any, reset: jax.Array, initial: Any) -> Any:
 
 
 @dataclasses.dataclass(frozen=True)
-class ResettingCell(Cell):
+class ResettingCell(WrappedCell):
     """Wraps a cell so that a reset flag, carried as one extra input feature, zeroes the carry.
 
     xs [..., d + 1]: the last feature is the flag (> 0.5 = reset before this step).
     step: carry <- where(flag, initial_carry, carry); then the wrapped cell's step.
     """
 
-    inner: Cell = None
 
     @classmethod
     def wrap(cls, inner: Cell) -> "ResettingCell":
         return cls(input_size=inner.input_size + 1, hidden_size=inner.hidden_size, inner=inner)
-
-    @property
-    def output_size(self) -> int:
-        return self.inner.output_size
-
-    def initial_carry(self, batch_shape, dtype=jnp.float32):
-        return self.inner.initial_carry(batch_shape, dtype)
 
     def init(self, key, dtype=jnp.float32) -> Params:
         return self.inner.init(key, dtype)

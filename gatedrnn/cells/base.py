@@ -108,3 +108,17 @@ class Cell:
 
     def step(self, params: Params, carry: Carry, xp, matmul=gate_matmul) -> tuple[Carry, jax.Array]:
         raise NotImplementedError
+
+
+@dataclasses.dataclass(frozen=True)
+class WrappedCell(Cell):
+    """Base of cells that wrap another cell (`inner`) and keep its carry and output."""
+
+    inner: Cell = None
+
+    @property
+    def output_size(self) -> int:
+        return self.inner.output_size
+
+    def initial_carry(self, batch_shape: tuple[int, ...], dtype=jnp.float32) -> Carry:
+        return self.inner.initial_carry(batch_shape, dtype)
