@@ -81,5 +81,5 @@ def test_smoke_run_end_to_end(name, tmp_path):
     records = read_metrics(os.path.join(tmp_path, "metrics.jsonl"))
     assert records and all(math.isfinite(r["loss"]) for r in records)
     if name == "char_lm":
-        with open(tmp_path / "samples.txt") as f:
+        with open(tmp_path / "report.txt") as f:
             assert f.read().count("--- sample") == 2

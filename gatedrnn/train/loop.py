@@ -49,7 +49,10 @@ class TrainState(struct.PyTreeNode):
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
 
-def build_model(config: ml_collections.ConfigDict, task: Task, rngs: nnx.Rngs) -> SequenceModel:
+def build_model(config: ml_collections.ConfigDict, task: Task, rngs: nnx.Rngs) -> nnx.Module:
+    """The task's own model (`task.build_model(config, rngs)`, e.g. an encoder-decoder) or a SequenceModel."""
+    if hasattr(task, "build_model"):
+        return task.build_model(config, rngs)
     m = config.model
     return SequenceModel(
         cell=m.cell, input_size=task.input_size if not task.vocab_size else m.get("embed_size", m.hidden_size),
@@ -71,7 +74,7 @@ class Experiment:
     tx: optax.GradientTransformation
     schedule: optax.Schedule
 
-    def model(self, params: Any, rng: jax.Array) -> SequenceModel:
+    def model(self, params: Any, rng: jax.Array) -> nnx.Module:
         """The model with `params` and dropout streams seeded by `rng` (inside jit)."""
         leaves, treedef = jax.tree.flatten(self.other_state)
         fresh = [jax.random.fold_in(rng, i) if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key)
@@ -84,7 +87,10 @@ class Experiment:
             model.train()
         else:
             model.eval()
-        outputs = model(batch["inputs"], batch.get("seq_lengths"))
+        if hasattr(self.task, "apply"):  # tasks with their own model say how to call it
+            outputs = self.task.apply(model, batch, train)
+        else:
+            outputs = model(batch["inputs"], batch.get("seq_lengths"))
         return self.task.metrics(outputs, batch)
 
 
@@ -309,11 +315,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         bar.close()
         run.ckpt.close()
         writer.close()
-    if primary and hasattr(exp.task, "final_report"):  # optional: e.g. text sampled from a language model
+    if primary and hasattr(exp.task, "final_report"):  # optional: samples, beam-search scores, MIDI files ...
         model = exp.model(jax.tree.map(jnp.asarray, distributed.to_host(state.params)), jax.random.key(0))
         model.eval()
-        report = exp.task.final_report(model, c.train.seed)
-        with open(os.path.join(workdir, "samples.txt"), "w") as f:
+        report = exp.task.final_report(model, c.train.seed, workdir)
+        with open(os.path.join(workdir, "report.txt"), "w") as f:
             f.write(report + "\n")
         _log(report)
     if primary:

@@ -13,6 +13,26 @@ import os
 from typing import Any, Iterable
 
 
+FINAL_METRICS = "final_metrics.json"
+
+
+def write_final_metrics(workdir: str, metrics: dict[str, float]) -> str:
+    """Numbers a task computes once when a run ends (e.g. beam-search error rates) -> <workdir>/final_metrics.json."""
+    path = os.path.join(workdir, FINAL_METRICS)
+    with open(path, "w") as f:
+        json.dump({k: float(v) for k, v in metrics.items()}, f, indent=2, sort_keys=True)
+    return path
+
+
+def read_final_metrics(workdir: str) -> dict[str, float]:
+    """<workdir>/final_metrics.json, or {} when the task wrote none."""
+    path = os.path.join(workdir, FINAL_METRICS)
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
 def read_metrics(path: str) -> list[dict[str, Any]]:
     """The records of a metrics.jsonl, skipping a half-written last line (a killed writer)."""
     if not os.path.exists(path):

@@ -131,8 +131,9 @@ class CharLMTask:
         mask = np.repeat(valid.astype(np.float32)[:, None], self.seq_len, axis=1)
         return {"inputs": windows[:, :-1], "targets": windows[:, 1:], "mask": mask}
 
-    def final_report(self, model, seed: int) -> str:
-        """Text sampled from the trained model, which the loop prints when the run ends."""
+    def final_report(self, model, seed: int, workdir: str) -> str:
+        """Text sampled from the trained model, which the loop prints (and saves to report.txt)."""
+        del workdir
         return final_report(self, model, seed)
 
     def metrics(self, outputs: jax.Array, batch: Mapping[str, jax.Array]) -> tuple[jax.Array, losses.Sums]:
@@ -162,6 +163,6 @@ def sample_text(task: CharLMTask, model, key: jax.Array, *, prompt: str = "\n", 
 
 
 def final_report(task: CharLMTask, model, seed: int) -> str:
-    """Samples printed (and saved to <workdir>/samples.txt) when a char_lm run ends."""
+    """Samples printed (and saved to <workdir>/report.txt) when a char_lm run ends."""
     samples = sample_text(task, model, jax.random.key(seed))
     return "\n".join(f"--- sample {i} (temperature 0.8) ---{s}" for i, s in enumerate(samples))
