@@ -12,6 +12,7 @@ import math
 from typing import Any
 
 import jax
+import jax.extend.core
 import jax.numpy as jnp
 import numpy as np
 
@@ -252,30 +253,63 @@ def _fused_steps(cell, unroll):
         params, final_carry, xp, mask, carries, products = saved
         d_carry, d_ys = cotangents
         outs = [out for _, out in products]
+        leaves, treedef = jax.tree.flatten(params)
+        first = lambda tree: jax.tree.map(lambda a: a[0], tree)  # noqa: E731
+        # Only the leaves the step uses outside `matmul` (biases, peepholes, norms) get their
+        # gradient inside the loop; the weights get theirs from one matmul after it.
+        looped = _leaves_used_outside_matmul(cell, params, first(carries), first(xp), first(outs))
 
-        def replay(c, xp_t, p, outs_t, mask_t):
+        def replay(c, xp_t, looped_leaves, outs_t, mask_t):
+            full = list(leaves)
+            for i, leaf in zip(looped, looped_leaves):
+                full[i] = leaf
             saved_outs = iter(outs_t)
             matmul = lambda lhs, w: _replayed(lhs, next(saved_outs), w.astype(lhs.dtype))  # noqa: E731
-            return _masked_step(cell, p, c, xp_t, mask_t, matmul=matmul)
+            return _masked_step(cell, jax.tree.unflatten(treedef, full), c, xp_t, mask_t, matmul=matmul)
 
         def body(acc, inp):
             d_c, d_p = acc
             c, xp_t, mask_t, outs_t, d_y = inp
-            _, pullback = jax.vjp(lambda c, x, p, o: replay(c, x, p, o, mask_t), c, xp_t, params, outs_t)
+            _, pullback = jax.vjp(lambda c, x, p, o: replay(c, x, p, o, mask_t), c, xp_t,
+                                  [leaves[i] for i in looped], outs_t)
             d_c, d_x, d_p_t, d_outs = pullback((d_c, d_y))
-            return (d_c, jax.tree.map(jnp.add, d_p, d_p_t)), (d_x, d_outs)
+            return (d_c, [a + b for a, b in zip(d_p, d_p_t)]), (d_x, d_outs)
 
-        zeros = jax.tree.map(jnp.zeros_like, params)
-        (d_carry0, d_params), (d_xp, d_outs) = jax.lax.scan(
+        zeros = [jnp.zeros_like(leaves[i]) for i in looped]
+        (d_carry0, d_looped), (d_xp, d_outs) = jax.lax.scan(
             body, (d_carry, zeros), (carries, xp, mask, outs, d_ys), reverse=True, unroll=unroll
         )
         used, pullback = jax.vjp(lambda p: weights_used(p, final_carry, xp), params)
         d_used = [_weight_grad(lhs, d_out, w) for (lhs, _), d_out, w in zip(products, d_outs, used)]
         (d_weights,) = pullback(d_used)
-        return jax.tree.map(jnp.add, d_params, d_weights), d_carry0, d_xp, None
+        d_leaves = jax.tree.leaves(d_weights)
+        for i, d in zip(looped, d_looped):
+            d_leaves[i] = d_leaves[i] + d
+        return jax.tree.unflatten(treedef, d_leaves), d_carry0, d_xp, None
 
     steps.defvjp(forward, steps_bwd)
     return steps
+
+
+def _leaves_used_outside_matmul(cell, params, carry, xp_t, outs_t) -> list[int]:
+    """Indices of the params leaves one step's outputs depend on when every `matmul` returns
+    its saved product, depending on its left operand but not on the weight: a forward
+    data-flow walk over the step's jaxpr (traced only, never run)."""
+    leaves, treedef = jax.tree.flatten(params)
+
+    def step(*leaves):
+        saved = iter(outs_t)
+        matmul = lambda lhs, w: jax.tree.map(lambda o: o + jnp.sum(lhs).astype(o.dtype), next(saved))  # noqa: E731
+        return cell.step(jax.tree.unflatten(treedef, list(leaves)), carry, xp_t, matmul=matmul)
+
+    jaxpr = jax.make_jaxpr(step)(*leaves).jaxpr
+    sources = {v: {i} for i, v in enumerate(jaxpr.invars)}
+    for eqn in jaxpr.eqns:  # a nested call counts as depending on all its inputs (conservative)
+        deps = set().union(*(sources.get(v, set()) for v in eqn.invars if not isinstance(v, jax.extend.core.Literal)))
+        for v in eqn.outvars:
+            sources[v] = deps
+    reached = set().union(*(sources.get(v, set()) for v in jaxpr.outvars if not isinstance(v, jax.extend.core.Literal)))
+    return sorted(reached)
 
 
 def _chunked_scan(run, carry, inputs, time: int, chunk: int):
