@@ -8,12 +8,13 @@ that reproduces the run.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 from typing import Any, Iterable
 
-from gatedrnn.train.metrics import read_metrics
+from gatedrnn.train.metrics import read_final_metrics, read_metrics
 
 # (task, cell) -> (the shortest T it applies from, published result, source); only for the cell's
 # default options. Qualitative where the source gives a figure, not a number.
@@ -119,3 +120,145 @@ def results_rows(summaries: Iterable[dict[str, Any]], defaults: dict[str, dict[s
             f"{published} ({source})" if published else "-", round(s["train_time_s"]), command,
         ])
     return rows
+
+
+# ------------------------------------------------------------------------------ the results suite
+#
+# Every task's headline number, computed from a run's metrics.jsonl (the last eval) or its
+# final_metrics.json (numbers a task computes once at the end, e.g. beam-search error rates).
+
+
+@dataclasses.dataclass(frozen=True)
+class Headline:
+    """What a task's row reports: `key` and `baseline` name a metric ("eval_x" from the last eval
+    record, "final:x" from final_metrics.json) or, for the baseline, give a constant."""
+
+    metric: str  # as printed, e.g. "accuracy"
+    key: str
+    baseline: str | float | None
+    baseline_name: str  # what the trivial predictor is
+    higher_is_better: bool
+
+
+HEADLINES: dict[str, Headline] = {
+    "adding": Headline("MSE", "eval_loss", "eval_baseline_mse", "always 1", False),
+    "copy_memory": Headline("cross-entropy per step", "eval_loss", "eval_baseline_loss", "memoryless", False),
+    "parity": Headline("accuracy at 4x the training length", "eval_accuracy", 0.5, "chance", True),
+    "sequential_mnist": Headline("accuracy", "eval_accuracy", 0.1, "chance", True),
+    "uea_classification": Headline("accuracy", "eval_accuracy", "eval_baseline_accuracy", "majority class", True),
+    "char_lm": Headline("bits per character", "eval_bits_per_char", "eval_unigram_bits_per_char", "unigram", False),
+    "co2_forecast": Headline("MAE (ppm), 12 months", "eval_mae_ppm", "eval_seasonal_naive_mae_ppm", "seasonal naive",
+                             False),
+    "text_classification": Headline("accuracy", "eval_accuracy", "eval_baseline_accuracy", "majority class", True),
+    "anomaly_detection": Headline("F1 (per point)", "final:test_f1", "final:test_always_anomalous_f1",
+                                  "flag everything", True),
+    "chorales": Headline("NLL per step (nats)", "eval_nll_per_step", "eval_baseline_nll_per_step",
+                         "independent pitches", False),
+    "g2p": Headline("phoneme error rate, beam search", "final:test_per_beam", None, "-", False),
+}
+
+
+def metric_value(records: list[dict[str, Any]], final: dict[str, float], key: str | float | None) -> float:
+    """A headline or baseline value of one run: the last finite eval value, a final metric or a constant."""
+    if key is None:
+        return math.nan
+    if isinstance(key, (int, float)):
+        return float(key)
+    if key.startswith("final:"):
+        return float(final.get(key[len("final:"):], math.nan))
+    values = [r[key] for r in records if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
+    return float(values[-1]) if values else math.nan
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """One row of the results suite: a config file with overrides, trained once per seed."""
+
+    name: str
+    config: str  # e.g. "configs/japanese_vowels.py"
+    overrides: tuple[tuple[str, Any], ...] = ()
+    seeds: tuple[int, ...] = (0,)
+    published: str = ""  # the literature's figure with its source, where one applies
+
+    def command(self, workdir: str, seed: int) -> list[str]:
+        """The argv (after `python -m`) of `experiments.train` for one seed."""
+        args = ["experiments.train", f"--config={self.config}", f"--workdir={workdir}"]
+        args += [f"--config.{k}={v}" for k, v in self.overrides]
+        return args + ([f"--config.train.seed={seed}"] if seed else [])
+
+
+SUITE: tuple[Entry, ...] = (
+    Entry("adding_T200_lstm", "configs/adding.py", (("data.seq_len", 200), ("train.num_steps", 4000)),
+          published="solved: MSE -> ~0 at T = 150-400 (Le, Jaitly & Hinton 2015, Fig. 2)"),
+    Entry("adding_T200_gru", "configs/adding.py",
+          (("data.seq_len", 200), ("train.num_steps", 4000), ("model.cell", "gru"))),
+    Entry("adding_T200_rnn", "configs/adding.py",
+          (("data.seq_len", 200), ("train.num_steps", 4000), ("model.cell", "rnn")),
+          published="not solved: stays at ~0.167 for T >= 150 (Le, Jaitly & Hinton 2015, Fig. 2)"),
+    Entry("copy_memory_T50_lstm", "configs/copy_memory.py"),
+    Entry("parity_lstm", "configs/parity.py", seeds=(0, 1, 2)),
+    Entry("mnist_rows_lstm", "configs/mnist_rows.py", seeds=(0, 1, 2)),
+    Entry("japanese_vowels_lstm", "configs/japanese_vowels.py", seeds=(0, 1, 2),
+          published="94.1% (Kudo, Toyama & Shimbo 1999)"),
+    *(Entry(f"japanese_vowels_{cell}", "configs/japanese_vowels.py", (("model.cell", cell),), seeds=(0, 1, 2))
+      for cell in ("gru", "mgu", "ugrnn", "mingru", "rnn")),  # the cell comparison on a real task
+    Entry("basic_motions_lstm", "configs/basic_motions.py", seeds=(0, 1, 2)),
+    Entry("char_lm_shakespeare_lstm", "configs/char_lm.py"),
+    Entry("co2_forecast_gru", "configs/co2_forecast.py", seeds=(0, 1, 2)),
+    Entry("bbc_news_gru", "configs/bbc_news.py"),
+    Entry("ecg_anomaly_lstm", "configs/ecg_anomaly.py"),
+    Entry("bach_chorales_lstm", "configs/bach_chorales.py",
+          published="JSB Chorales test 8.67 (LSTM), 8.54 (GRU), 8.61 (tanh) nats/step (Chung et al. 2014, Table 2)"),
+    Entry("g2p_cmudict_lstm", "configs/g2p_cmudict.py"),
+)
+
+SUITE_HEADER = ["run", "config", "cell", "seeds", "metric", "reached", "baseline", "published", "steps",
+                "CPU s per run", "wall s per run"]
+
+
+def seed_workdir(out: str, entry: Entry, seed: int) -> str:
+    return os.path.join(out, entry.name, f"seed{seed}")
+
+
+def is_finished(workdir: str) -> bool:
+    """A run whose metrics.jsonl reached its config's train.num_steps."""
+    try:
+        s = summarize_run(workdir)
+    except FileNotFoundError:
+        return False
+    return s["steps"] == s["config"]["train"]["num_steps"]
+
+
+def _mean_sd(values: list[float]) -> str:
+    values = [v for v in values if math.isfinite(v)]
+    if not values:
+        return "-"
+    mean = sum(values) / len(values)
+    if len(values) == 1:
+        return f"{mean:.4g}"
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+    return f"{mean:.4g} ± {sd:.2g} ({min(values):.4g}-{max(values):.4g})"
+
+
+def suite_row(entry: Entry, workdirs: list[str]) -> list[Any]:
+    """One table row (SUITE_HEADER) from the seed runs of `entry`: mean ± sd (min-max) over seeds."""
+    summaries = [summarize_run(w) for w in workdirs]
+    task = summaries[0]["task"]
+    if task not in HEADLINES:
+        raise ValueError(f"task {task!r} has no headline metric; add one to gatedrnn.results.HEADLINES")
+    h = HEADLINES[task]
+    reached, baseline, cpu = [], [], []
+    for s, w in zip(summaries, workdirs):
+        records = read_metrics(os.path.join(w, "metrics.jsonl"))
+        final = read_final_metrics(w)
+        reached.append(metric_value(records, final, h.key))
+        baseline.append(metric_value(records, final, h.baseline))
+        cpu.append(max((r.get("cpu_s") or 0.0) for r in records) if records else math.nan)
+    arrow = "↑" if h.higher_is_better else "↓"
+    base = _mean_sd(baseline)
+    return [
+        entry.name, os.path.basename(entry.config), summaries[0]["cell"], len(summaries), f"{h.metric} {arrow}",
+        _mean_sd(reached), f"{base} ({h.baseline_name})" if base != "-" else "-", entry.published or "-",
+        summaries[0]["steps"], round(sum(cpu) / len(cpu)) if all(c > 0 for c in cpu) else "-",
+        round(sum(s["train_time_s"] for s in summaries) / len(summaries)),
+    ]

@@ -276,6 +276,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     bar = tqdm(total=c.train.num_steps, initial=start, disable=not (primary and c.log.progress), unit="step",
                dynamic_ncols=True, file=sys.stderr)
     window_start, window_steps = time.perf_counter(), 0
+    # CPU seconds of this process (every thread), summed over the run's restarts.
+    cpu_offset = (last_record.get("cpu_s") or 0.0) - time.process_time()
     try:
         with _Preemption() as preemption:
             for step in range(start, c.train.num_steps):
@@ -296,6 +298,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                         eval_metrics = run.evaluate(state.params)
                         record.update(eval_metrics)
                     record["steps_per_s"] = window_steps / max(time.perf_counter() - window_start, 1e-9)
+                    record["cpu_s"] = cpu_offset + time.process_time()
                     writer.write(record)
                     last_record = record
                     bar.set_postfix(loss=f"{record['loss']:.4g}", ex_per_s=f"{record['steps_per_s'] * c.train.batch_size:.0f}")

@@ -51,6 +51,12 @@ def classification_metrics(logits: jax.Array, labels: jax.Array, mask: jax.Array
     }
 
 
+def constant_accuracy(labels: jax.Array, label: int, mask: jax.Array | None = None) -> jax.Array:
+    """[sum, count] of the accuracy of always predicting `label` (e.g. the majority class). labels [b]."""
+    w = _weights(mask, labels.astype(jnp.float32))
+    return _pair(jnp.sum((labels == label).astype(jnp.float32) * w), jnp.sum(w))
+
+
 def language_model_metrics(logits: jax.Array, targets: jax.Array, mask: jax.Array | None = None) -> tuple[jax.Array, Sums]:
     """Next-token cross-entropy in nats per token. logits [b, t, v]; targets [b, t]; mask [b, t].
 

@@ -125,4 +125,8 @@ class UEAClassificationTask:
         return self._rows("test", rows, mask)
 
     def metrics(self, outputs: jax.Array, batch: Mapping[str, jax.Array]) -> tuple[jax.Array, losses.Sums]:
-        return losses.classification_metrics(outputs, batch["labels"], batch["mask"])
+        """Cross-entropy and accuracy, plus `baseline_accuracy` (always the test split's majority class)."""
+        loss, sums = losses.classification_metrics(outputs, batch["labels"], batch["mask"])
+        majority = int(np.bincount(self.data["test_y"]).argmax())
+        sums["baseline_accuracy"] = losses.constant_accuracy(batch["labels"], majority, batch["mask"])
+        return loss, sums
