@@ -206,6 +206,7 @@ SUITE: tuple[Entry, ...] = (
     Entry("char_lm_shakespeare_lstm", "configs/char_lm.py"),
     Entry("co2_forecast_gru", "configs/co2_forecast.py", seeds=(0, 1, 2)),
     Entry("bbc_news_gru", "configs/bbc_news.py"),
+    Entry("tweet_sentiment_gru", "configs/tweet_sentiment.py"),
     Entry("ecg_anomaly_lstm", "configs/ecg_anomaly.py"),
     Entry("bach_chorales_lstm", "configs/bach_chorales.py",
           published="JSB Chorales test 8.67 (LSTM), 8.54 (GRU), 8.61 (tanh) nats/step (Chung et al. 2014, Table 2)"),
