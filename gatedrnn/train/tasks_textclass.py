@@ -32,13 +32,12 @@ import os
 import re
 from typing import Iterable, Mapping, Sequence
 
-import jax
 import ml_collections
 import numpy as np
 
-from gatedrnn.train import losses
 from gatedrnn.train.config import check_choice, check_positive
-from gatedrnn.train.datasets import epoch_indices, eval_indices, package_dir, package_file
+from gatedrnn.train.datasets import package_dir, package_file
+from gatedrnn.train.tasks_splits import SplitClassification
 
 PAD, UNK = 0, 1
 SPLIT_SEED = 20240611  # the train/test split; independent of train.seed
@@ -144,7 +143,7 @@ def load_text_classification(name: str, vocab_size: int, max_len: int) -> dict[s
 
 
 @dataclasses.dataclass(frozen=True)
-class TextClassificationTask:
+class TextClassificationTask(SplitClassification):
     """Token ids [b, max_len] int32 with `seq_lengths` [b] -> logits [b, classes] at the last valid step.
 
     The model embeds the ids (vocabulary `data.vocab_size` + 2: PAD and UNK). Train batches are
@@ -156,7 +155,6 @@ class TextClassificationTask:
     num_words: int = 10000  # data.vocab_size: the words that get their own id
     max_len: int = 400
 
-    readout = "last"
     input_size = 0  # unused: the model embeds the tokens
 
     def __post_init__(self):
@@ -176,33 +174,3 @@ class TextClassificationTask:
     @property
     def vocab_size(self) -> int:
         return len(self.data["vocab"])  # num_words + 2, or fewer if the training split has fewer words
-
-    @property
-    def output_size(self) -> int:
-        return len(self.data["classes"])
-
-    @property
-    def baseline_accuracy(self) -> float:
-        y = self.data["test_y"]
-        return float(np.bincount(y).max() / len(y))
-
-    def _rows(self, part: str, rows: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
-        d = self.data
-        return {"inputs": d[f"{part}_x"][rows], "seq_lengths": d[f"{part}_len"][rows], "labels": d[f"{part}_y"][rows],
-                "mask": mask}
-
-    def train_batch(self, seed: int, step: int, batch_size: int) -> dict[str, np.ndarray]:
-        rows = epoch_indices(seed, step, batch_size, len(self.data["train_y"]))
-        return self._rows("train", rows, np.ones(batch_size, np.float32))
-
-    def eval_batch(self, seed: int, index: int, batch_size: int) -> dict[str, np.ndarray]:
-        """The test split in order (eval.num_batches * eval.batch_size >= its size scores all of it)."""
-        rows, mask = eval_indices(index, batch_size, len(self.data["test_y"]))
-        return self._rows("test", rows, mask)
-
-    def metrics(self, outputs: jax.Array, batch: Mapping[str, jax.Array]) -> tuple[jax.Array, losses.Sums]:
-        """Cross-entropy and accuracy, plus `baseline_accuracy` (always the test split's majority class)."""
-        loss, sums = losses.classification_metrics(outputs, batch["labels"], batch["mask"])
-        majority = int(np.bincount(self.data["test_y"]).argmax())
-        sums["baseline_accuracy"] = losses.constant_accuracy(batch["labels"], majority, batch["mask"])
-        return loss, sums

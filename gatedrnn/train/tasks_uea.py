@@ -16,15 +16,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-from typing import Mapping
 
-import jax
 import ml_collections
 import numpy as np
 
-from gatedrnn.train import losses
 from gatedrnn.train.config import check_choice
-from gatedrnn.train.datasets import epoch_indices, eval_indices, package_dir, pad_sequences
+from gatedrnn.train.datasets import package_dir, pad_sequences
+from gatedrnn.train.tasks_splits import SplitClassification
 
 DATASETS = ("JapaneseVowels", "BasicMotions")
 
@@ -75,7 +73,7 @@ def load_uea(name: str) -> dict[str, np.ndarray]:
 
 
 @dataclasses.dataclass(frozen=True)
-class UEAClassificationTask:
+class UEAClassificationTask(SplitClassification):
     """Variable-length multivariate classification; the readout is the last valid step.
 
     Inputs [b, T_max, d] with `seq_lengths` [b]; labels [b]; `baseline_accuracy` is the
@@ -84,7 +82,6 @@ class UEAClassificationTask:
 
     name: str
 
-    readout = "last"
     vocab_size = None
 
     def __post_init__(self):
@@ -101,32 +98,3 @@ class UEAClassificationTask:
     @property
     def input_size(self) -> int:
         return self.data["train_x"].shape[-1]
-
-    @property
-    def output_size(self) -> int:
-        return len(self.data["classes"])
-
-    @property
-    def baseline_accuracy(self) -> float:
-        return float(np.bincount(self.data["test_y"]).max() / len(self.data["test_y"]))
-
-    def _rows(self, part: str, rows: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
-        d = self.data
-        return {"inputs": d[f"{part}_x"][rows], "seq_lengths": d[f"{part}_len"][rows], "labels": d[f"{part}_y"][rows],
-                "mask": mask}
-
-    def train_batch(self, seed: int, step: int, batch_size: int) -> dict[str, np.ndarray]:
-        rows = epoch_indices(seed, step, batch_size, len(self.data["train_y"]))
-        return self._rows("train", rows, np.ones(batch_size, np.float32))
-
-    def eval_batch(self, seed: int, index: int, batch_size: int) -> dict[str, np.ndarray]:
-        """The test split in order (eval.num_batches * eval.batch_size >= its size scores all of it)."""
-        rows, mask = eval_indices(index, batch_size, len(self.data["test_y"]))
-        return self._rows("test", rows, mask)
-
-    def metrics(self, outputs: jax.Array, batch: Mapping[str, jax.Array]) -> tuple[jax.Array, losses.Sums]:
-        """Cross-entropy and accuracy, plus `baseline_accuracy` (always the test split's majority class)."""
-        loss, sums = losses.classification_metrics(outputs, batch["labels"], batch["mask"])
-        majority = int(np.bincount(self.data["test_y"]).argmax())
-        sums["baseline_accuracy"] = losses.constant_accuracy(batch["labels"], majority, batch["mask"])
-        return loss, sums
