@@ -235,7 +235,7 @@ def _mean_sd(values: list[float]) -> str:
     if not values:
         return "-"
     mean = sum(values) / len(values)
-    if len(values) == 1:
+    if len(values) == 1 or max(values) - min(values) <= 1e-9 * max(1.0, abs(mean)):  # one seed, or a constant
         return f"{mean:.4g}"
     sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
     return f"{mean:.4g} ± {sd:.2g} ({min(values):.4g}-{max(values):.4g})"

@@ -59,7 +59,7 @@ def test_suite_row_reports_mean_sd_and_range_over_seeds(tmp_path):
     sd = math.sqrt(sum((a - mean) ** 2 for a in accs) / 2)
     assert row[:5] == ["jv", "japanese_vowels.py", "lstm", 3, "accuracy ↑"]
     assert row[5] == f"{mean:.4g} ± {sd:.2g} (0.9-0.97)"
-    assert row[6] == "0.238 ± 0 (0.238-0.238) (majority class)"
+    assert row[6] == "0.238 (majority class)"  # the same on every seed: no spread shown
     assert row[7:] == ["94.1% (Kudo 1999)", 200, 40, round(100 / 10 + 100 / 20)]
 
 
