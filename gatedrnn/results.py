@@ -196,6 +196,8 @@ SUITE: tuple[Entry, ...] = (
           (("data.seq_len", 200), ("train.num_steps", 4000), ("model.cell", "rnn")),
           published="not solved: stays at ~0.167 for T >= 150 (Le, Jaitly & Hinton 2015, Fig. 2)"),
     Entry("copy_memory_T50_lstm", "configs/copy_memory.py"),
+    Entry("copy_memory_T50_gru", "configs/copy_memory.py", (("model.cell", "gru"), ("model.hidden_size", 128),
+                                                             ("train.num_steps", 6000), ("train.learning_rate", 2e-3))),
     Entry("parity_lstm", "configs/parity.py", seeds=(0, 1, 2)),
     Entry("mnist_rows_lstm", "configs/mnist_rows.py", seeds=(0, 1, 2)),
     Entry("japanese_vowels_lstm", "configs/japanese_vowels.py", seeds=(0, 1, 2),
@@ -210,7 +212,8 @@ SUITE: tuple[Entry, ...] = (
     Entry("ecg_anomaly_lstm", "configs/ecg_anomaly.py"),
     Entry("bach_chorales_lstm", "configs/bach_chorales.py",
           published="JSB Chorales test 8.67 (LSTM), 8.54 (GRU), 8.61 (tanh) nats/step (Chung et al. 2014, Table 2)"),
-    Entry("g2p_cmudict_lstm", "configs/g2p_cmudict.py"),
+    Entry("g2p_cmudict_lstm", "configs/g2p_cmudict.py",
+          published="PER 7.63% / WER 28.61%, encoder-decoder LSTM on their CMUdict split (Yao & Zweig 2015)"),
 )
 
 SUITE_HEADER = ["run", "config", "cell", "seeds", "metric", "reached", "baseline", "published", "steps",
