@@ -176,7 +176,7 @@ def test_every_optimizer_descends_and_clips(name):
     "field, value, message",
     [
         ("model.cell", "lstmm", r"model.cell='lstmm' is not valid; choose one of \['gru', 'lstm'"),
-        ("task", "copy", r"task='copy' is not valid; choose one of \['adding', 'char_lm'"),
+        ("task", "copy", r"task='copy' is not valid; choose one of \['adding', 'anomaly_detection', 'char_lm'"),
         ("model.hidden_size", 0, "model.hidden_size must be a positive integer, got 0"),
         ("train.batch_size", -4, "train.batch_size must be a positive integer, got -4"),
         ("train.learning_rate", 0.0, "train.learning_rate must be a positive number, got 0.0"),
