@@ -50,12 +50,9 @@ def main(argv):
         rows.append([cell] + [s["eval_loss"] for s in summaries]
                     + [first_step_below(workdirs[f"{cell}_T{t}"], FLAGS.solved_below) for t in lens]
                     + [round(sum(s["train_time_s"] for s in summaries))])
-    table = studies.markdown_table(header, rows)
-    os.makedirs(FLAGS.out, exist_ok=True)
-    with open(os.path.join(FLAGS.out, "cells.md"), "w") as f:
-        f.write(f"adding problem, {config.train.num_steps} steps, hidden {config.model.hidden_size}, "
-                f"lr {config.train.learning_rate}; final eval MSE (baseline 0.167)\n\n{table}")
-    studies.write_csv(os.path.join(FLAGS.out, "cells.csv"), header, rows)
+    table = studies.write_table(FLAGS.out, "cells", f"adding problem, {config.train.num_steps} steps, hidden "
+                                f"{config.model.hidden_size}, lr {config.train.learning_rate}; final eval MSE "
+                                "(baseline 0.167)", header, rows)
     print(table)
     print(f"wrote {FLAGS.out}/cells.md, .csv")
 

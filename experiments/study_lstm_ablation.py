@@ -53,12 +53,9 @@ def main(argv):
         rows.append([v, options, float(np.median(losses)), min(losses), max(losses), *losses,
                      round(sum(s["train_time_s"] for s in summaries))])
     baseline = float(np.mean([s["baseline"] for ss in results.values() for s in ss]))
-    table = studies.markdown_table(header, rows)
-    os.makedirs(FLAGS.out, exist_ok=True)
-    with open(os.path.join(FLAGS.out, "lstm_ablation.md"), "w") as f:
-        f.write(f"adding problem T={config.data.seq_len}, {config.train.num_steps} steps, hidden "
-                f"{config.model.hidden_size}; final eval MSE (baseline {baseline:.4g})\n\n{table}")
-    studies.write_csv(os.path.join(FLAGS.out, "lstm_ablation.csv"), header, rows)
+    table = studies.write_table(FLAGS.out, "lstm_ablation", f"adding problem T={config.data.seq_len}, "
+                                f"{config.train.num_steps} steps, hidden {config.model.hidden_size}; final eval MSE "
+                                f"(baseline {baseline:.4g})", header, rows)
     studies.plot_points({v: [s["eval_loss"] for s in ss] for v, ss in results.items()},
                         os.path.join(FLAGS.out, "lstm_ablation.png"), "final eval MSE", baseline=baseline,
                         title=f"LSTM variants, adding problem T={config.data.seq_len}")

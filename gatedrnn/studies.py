@@ -234,6 +234,16 @@ def write_csv(path: str, header: list[str], rows: list[list[Any]]) -> None:
         writer.writerows(rows)
 
 
+def write_table(out: str, stem: str, caption: str, header: list[str], rows: list[list[Any]]) -> str:
+    """<out>/<stem>.md (caption, then the markdown table) and <out>/<stem>.csv; returns the table."""
+    os.makedirs(out, exist_ok=True)
+    table = markdown_table(header, rows)
+    with open(os.path.join(out, f"{stem}.md"), "w") as f:
+        f.write(f"{caption}\n\n{table}")
+    write_csv(os.path.join(out, f"{stem}.csv"), header, rows)
+    return table
+
+
 def pyplot():
     """matplotlib.pyplot on the Agg backend (files only, no display)."""
     import matplotlib
