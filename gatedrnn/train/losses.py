@@ -20,7 +20,8 @@ import optax
 Sums = dict[str, jax.Array]
 
 
-def _pair(total: jax.Array, count: jax.Array) -> jax.Array:
+def pair(total: jax.Array, count: jax.Array) -> jax.Array:
+    """[sum, count] as float32 [2]: what every metric in `Sums` holds."""
     return jnp.stack([jnp.asarray(total, jnp.float32), jnp.asarray(count, jnp.float32)])
 
 
@@ -35,7 +36,7 @@ def regression_metrics(preds: jax.Array, targets: jax.Array, mask: jax.Array | N
     total, count = jnp.sum(err * w), jnp.sum(w)
     loss = total / jnp.maximum(count, 1.0)
     abs_err = jnp.sum(jnp.abs(preds.astype(jnp.float32) - targets.astype(jnp.float32)) * w)
-    return loss, {"loss": _pair(total, count), "mse": _pair(total, count), "mae": _pair(abs_err, count)}
+    return loss, {"loss": pair(total, count), "mse": pair(total, count), "mae": pair(abs_err, count)}
 
 
 def classification_metrics(logits: jax.Array, labels: jax.Array, mask: jax.Array | None = None) -> tuple[jax.Array, Sums]:
@@ -46,15 +47,37 @@ def classification_metrics(logits: jax.Array, labels: jax.Array, mask: jax.Array
     correct = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
     total, count = jnp.sum(ce * w), jnp.sum(w)
     return total / jnp.maximum(count, 1.0), {
-        "loss": _pair(total, count),
-        "accuracy": _pair(jnp.sum(correct * w), count),
+        "loss": pair(total, count),
+        "accuracy": pair(jnp.sum(correct * w), count),
     }
 
 
 def constant_accuracy(labels: jax.Array, label: int, mask: jax.Array | None = None) -> jax.Array:
     """[sum, count] of the accuracy of always predicting `label` (e.g. the majority class). labels [b]."""
     w = _weights(mask, labels.astype(jnp.float32))
-    return _pair(jnp.sum((labels == label).astype(jnp.float32) * w), jnp.sum(w))
+    return pair(jnp.sum((labels == label).astype(jnp.float32) * w), jnp.sum(w))
+
+
+def bernoulli_nll_metrics(logits: jax.Array, targets: jax.Array, mask: jax.Array) -> tuple[jax.Array, Sums]:
+    """Negative log-likelihood per time step of independent Bernoulli pitches, in nats.
+
+    logits, targets [b, t, p]; mask [b, t]. With q = sigmoid(logits):
+      nll[b, t] = -sum_p (y log q + (1 - y) log(1 - q))   (optax's stable sigmoid BCE)
+      loss = sum_{b,t} mask nll / sum_{b,t} mask
+    `frame_accuracy` is Bay et al. 2009's TP / (TP + FP + FN) over all valid frames, with a
+    pitch predicted on when q > 1/2.
+    """
+    logits, y, w = logits.astype(jnp.float32), targets.astype(jnp.float32), mask.astype(jnp.float32)
+    nll = jnp.sum(optax.sigmoid_binary_cross_entropy(logits, y), axis=-1)
+    total, count = jnp.sum(nll * w), jnp.sum(w)
+    on = (logits > 0.0).astype(jnp.float32)
+    tp = jnp.sum(jnp.sum(on * y, axis=-1) * w)
+    wrong = jnp.sum(jnp.sum(jnp.abs(on - y), axis=-1) * w)  # FP + FN
+    return total / jnp.maximum(count, 1.0), {
+        "loss": pair(total, count),
+        "nll_per_step": pair(total, count),
+        "frame_accuracy": pair(tp, tp + wrong),
+    }
 
 
 def language_model_metrics(logits: jax.Array, targets: jax.Array, mask: jax.Array | None = None) -> tuple[jax.Array, Sums]:
@@ -69,9 +92,9 @@ def language_model_metrics(logits: jax.Array, targets: jax.Array, mask: jax.Arra
     total, count = jnp.sum(nll * w), jnp.sum(w)
     correct = (jnp.argmax(logits, axis=-1) == targets).astype(jnp.float32)
     return total / jnp.maximum(count, 1.0), {
-        "loss": _pair(total, count),
-        "nll": _pair(total, count),
-        "accuracy": _pair(jnp.sum(correct * w), count),
+        "loss": pair(total, count),
+        "nll": pair(total, count),
+        "accuracy": pair(jnp.sum(correct * w), count),
     }
 
 
@@ -83,7 +106,7 @@ def seq2seq_metrics(logits: jax.Array, targets: jax.Array, mask: jax.Array) -> t
     loss, sums = language_model_metrics(logits, targets, mask)
     w = mask.astype(jnp.float32)
     wrong = ((jnp.argmax(logits, axis=-1) != targets).astype(jnp.float32) * w).sum(axis=-1)
-    sums["sequence_accuracy"] = _pair(jnp.sum((wrong == 0.0).astype(jnp.float32)), wrong.shape[0])
+    sums["sequence_accuracy"] = pair(jnp.sum((wrong == 0.0).astype(jnp.float32)), wrong.shape[0])
     return loss, sums
 
 
@@ -99,8 +122,8 @@ def ctc_metrics(
     num_labels = jnp.sum(1.0 - label_paddings.astype(jnp.float32))
     total = jnp.sum(per_seq)
     return total / jnp.maximum(num_labels, 1.0), {
-        "loss": _pair(total, num_labels),
-        "ctc_per_sequence": _pair(total, per_seq.shape[0]),
+        "loss": pair(total, num_labels),
+        "ctc_per_sequence": pair(total, per_seq.shape[0]),
     }
 
 

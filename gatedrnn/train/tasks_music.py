@@ -41,11 +41,11 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 
 from gatedrnn.train import losses
 from gatedrnn.train.config import ConfigError, check_choice, check_positive
 from gatedrnn.train.datasets import epoch_indices, eval_indices, package_dir, stream_rng
+from gatedrnn.train.losses import bernoulli_nll_metrics
 
 PITCH_LOW, NUM_PITCHES = 21, 88  # the piano's keys A0..C8 (MIDI 21-108), as in JSB Chorales
 TRANSPOSES = ("none", "c")
@@ -268,38 +268,12 @@ def chorale_splits(steps_per_quarter: int, transpose: str, max_chorales: int, se
 # ----------------------------------------------------------------------------- the loss
 
 
-def _pair(total: jax.Array, count: jax.Array) -> jax.Array:
-    return jnp.stack([jnp.asarray(total, jnp.float32), jnp.asarray(count, jnp.float32)])
-
-
-def bernoulli_nll_metrics(logits: jax.Array, targets: jax.Array, mask: jax.Array) -> tuple[jax.Array, losses.Sums]:
-    """Negative log-likelihood per time step of independent Bernoulli pitches, in nats.
-
-    logits, targets [b, t, p]; mask [b, t]. With q = sigmoid(logits):
-      nll[b, t] = -sum_p (y log q + (1 - y) log(1 - q))   (optax's stable sigmoid BCE)
-      loss = sum_{b,t} mask nll / sum_{b,t} mask
-    `frame_accuracy` is Bay et al. 2009's TP / (TP + FP + FN) over all valid frames, with a
-    pitch predicted on when q > 1/2.
-    """
-    logits, y, w = logits.astype(jnp.float32), targets.astype(jnp.float32), mask.astype(jnp.float32)
-    nll = jnp.sum(optax.sigmoid_binary_cross_entropy(logits, y), axis=-1)
-    total, count = jnp.sum(nll * w), jnp.sum(w)
-    on = (logits > 0.0).astype(jnp.float32)
-    tp = jnp.sum(jnp.sum(on * y, axis=-1) * w)
-    wrong = jnp.sum(jnp.sum(jnp.abs(on - y), axis=-1) * w)  # FP + FN
-    return total / jnp.maximum(count, 1.0), {
-        "loss": _pair(total, count),
-        "nll_per_step": _pair(total, count),
-        "frame_accuracy": _pair(tp, tp + wrong),
-    }
-
-
 def independent_bernoulli_nll(freq: jax.Array, targets: jax.Array, mask: jax.Array) -> jax.Array:
     """[sum, count] of -sum_p (y log f_p + (1 - y) log(1 - f_p)) over valid steps: a model with fixed
     pitch probabilities f [p] and no context. targets [b, t, p]; mask [b, t]."""
     y, w = targets.astype(jnp.float32), mask.astype(jnp.float32)
     nll = -(jnp.einsum("btp,p->bt", y, jnp.log(freq)) + jnp.einsum("btp,p->bt", 1.0 - y, jnp.log1p(-freq)))
-    return _pair(jnp.sum(nll * w), jnp.sum(w))
+    return losses.pair(jnp.sum(nll * w), jnp.sum(w))
 
 
 # ----------------------------------------------------------------------------- the task
