@@ -6,7 +6,7 @@ For one `Config` (sizes, cell, layers, direction, compute dtype), `run_config` b
 
   torch        `torch.nn.LSTM`/`GRU` (batch_first), the speed bar on the CPU;
   ours[v]      `gatedrnn.interop.from_torch(torch_module)`, one row per engine VJP variant
-               `v` ("autodiff", "fused") when the engine has the `vjp` option, else `ours`;
+               `v` ("autodiff", "replay", "fused") when the engine has the `vjp` option, else `ours`;
   flax         `flax.linen.RNN` over `OptimizedLSTMCell` / `GRUCell` (Flax's own GRU has the
                reset-after convention and b_hn, so it matches torch exactly), with the torch
                weights mapped into its params;
@@ -168,9 +168,9 @@ def _git_commit() -> str | None:
 
 
 def engine_vjp_variants() -> tuple[str | None, ...]:
-    """("autodiff", "fused") when the engine and `RNN` take `vjp=`, else (None,) (the only engine)."""
+    """("autodiff", "replay", "fused") when the engine and `RNN` take `vjp=`, else (None,) (the only engine)."""
     has = lambda fn: "vjp" in inspect.signature(fn).parameters  # noqa: E731
-    return ("autodiff", "fused") if has(scan_cell) and has(RNN.__init__) else (None,)
+    return ("autodiff", "replay", "fused") if has(scan_cell) and has(RNN.__init__) else (None,)
 
 
 def contestant_name(vjp: str | None) -> str:

@@ -18,7 +18,7 @@ import numpy as np
 
 from gatedrnn.cells.base import Cell, Carry, Params, gate_matmul
 
-VJPS = ("fused", "autodiff")
+VJPS = ("fused", "replay", "autodiff")
 
 
 def flip_sequences(xs: jax.Array, seq_lengths: jax.Array | None) -> jax.Array:
@@ -101,11 +101,15 @@ def scan_cell(
         length. Backward memory for the step residuals grows as O(T / chunk + chunk).
       dtype: compute dtype (e.g. jnp.bfloat16); params and inputs are cast to it. None
         keeps the input's dtype.
-      vjp: "fused" (default): a custom VJP that replays each step backwards and computes
-        every recurrent weight's gradient as one matmul over all steps, instead of one small
-        matmul per step; reverse mode only. "autodiff": plain `jax.grad` through `lax.scan`,
-        which also supports forward mode (`jax.jvp`, `jax.jacfwd`). Both give the same
-        values and gradients (tested).
+      vjp: "fused" (default): a custom VJP that computes every recurrent weight's gradient
+        as one matmul over all steps, instead of one small matmul per step; reverse mode
+        only. It uses the cell's analytic backward where the cell has one
+        (`cell.analytic_backward`: the plain LSTM, the reset-after GRU), saving the gate
+        activations in the forward pass; otherwise it is "replay". "replay": the same custom
+        VJP for any cell, replaying each step backwards (jax.vjp of `cell.step`) with the
+        saved products. "autodiff": plain `jax.grad` through `lax.scan`, which also supports
+        forward mode (`jax.jvp`, `jax.jacfwd`). All give the same values and gradients
+        (tested).
       projection_chunk: K (default 32) projects K steps at a time, outside the step loop:
         an outer scan over chunks, each one matmul for its K steps, then the K steps. None
         projects the whole sequence with one matmul before the loop. Same values; chunks keep
@@ -143,7 +147,12 @@ def scan_cell(
     if chunk is not None and time % chunk and mask is None:
         mask = jnp.ones((time, batch), bool)  # padded tail steps must not move the carry
 
-    steps = _fused_steps(cell, unroll) if vjp == "fused" else functools.partial(_scan_steps, cell, unroll=unroll)
+    if vjp == "autodiff":
+        steps = functools.partial(_scan_steps, cell, unroll=unroll)
+    elif vjp == "fused" and cell.analytic_backward:
+        steps = _analytic_steps(cell, unroll)
+    else:
+        steps = _fused_steps(cell, unroll)
 
     def run(carry, inputs):
         xs, mask = inputs
@@ -195,13 +204,18 @@ def _replayed_bwd(w, g):
 _replayed.defvjp(_replayed_fwd, _replayed_bwd)
 
 
+def _accumulation_dtype(dtype):
+    return jnp.float32 if jnp.finfo(dtype).bits < 32 else dtype  # sum bfloat16 in float32
+
+
 def _weight_grad(lhs: jax.Array, d_out, w: jax.Array) -> jax.Array:
     """sum over steps and batch of lhs^T d_out as one matmul.
 
-    lhs [t, b, k]; d_out [t, b, h] for w [k, h], or a tuple of g gates [t, b, h] for w [k, g, h].
+    lhs [t, b, k]; d_out [t, b, g*h] or a tuple of g gates [t, b, h] for w [k, g, h] (g = 1:
+    w [k, h]).
     """
-    acc = jnp.float32 if jnp.finfo(lhs.dtype).bits < 32 else lhs.dtype  # sum bfloat16 in float32
-    d_out = d_out if w.ndim == 2 else jnp.concatenate(d_out, axis=-1)
+    acc = _accumulation_dtype(lhs.dtype)
+    d_out = jnp.concatenate(d_out, axis=-1) if isinstance(d_out, (tuple, list)) else d_out
     lhs = lhs.reshape(-1, lhs.shape[-1]).astype(acc)
     grad = lhs.T @ d_out.reshape(lhs.shape[0], -1).astype(acc)
     return grad.reshape(w.shape).astype(w.dtype)
@@ -286,6 +300,68 @@ def _fused_steps(cell, unroll):
         for i, d in zip(looped, d_looped):
             d_leaves[i] = d_leaves[i] + d
         return jax.tree.unflatten(treedef, d_leaves), d_carry0, d_xp, None
+
+    steps.defvjp(forward, steps_bwd)
+    return steps
+
+
+@functools.cache
+def _analytic_steps(cell, unroll):
+    """`_scan_steps` with a custom VJP from the cell's own `step_residuals`/`step_backward`.
+
+    Forward saves each step's residuals (gate activations and the recurrent matmuls' left
+    operands); backward scans in reverse through `step_backward` with no recomputation, and
+    each recurrent weight's gradient is one matmul over all steps after the loop. A masked
+    step (padding) passes d carry through unchanged and gets zero cotangents.
+    """
+
+    def forward(params, carry, xp, mask):
+        def body(c, inp):
+            xp_t, mask_t = inp
+            new_c, y, res = cell.step_residuals(params, c, xp_t)
+            if mask_t is not None:
+                new_c = _where(mask_t, new_c, c)
+                y = _where(mask_t, y, jnp.zeros_like(y))
+            return new_c, (y, res)
+
+        carry, (ys, residuals) = jax.lax.scan(body, carry, (xp, mask), unroll=unroll)
+        return (carry, ys), (params, residuals, mask)
+
+    @jax.custom_vjp
+    def steps(params, carry, xp, mask):
+        return _scan_steps(cell, params, carry, xp, mask, unroll=unroll)
+
+    def steps_bwd(saved, cotangents):
+        params, residuals, mask = saved
+        d_carry, d_ys = cotangents
+
+        def body(d_c, inp):
+            res_t, mask_t, d_y = inp
+            d_new = d_c
+            if mask_t is not None:  # padded steps: the carry passed through, the output was zero
+                d_new = _where(mask_t, d_c, jax.tree.map(jnp.zeros_like, d_c))
+                d_y = _where(mask_t, d_y, jnp.zeros_like(d_y))
+            d_prev, d_xp, d_weights, d_others = cell.step_backward(params, res_t, d_new, d_y)
+            if mask_t is not None:
+                d_prev = jax.tree.map(jnp.add, d_prev, _where(mask_t, jax.tree.map(jnp.zeros_like, d_c), d_c))
+            # A weight whose d_out is the (flat) d xp itself is stacked once, not twice.
+            shared = {name for name, (_, d_out) in d_weights.items() if d_out is d_xp}
+            d_weights = {name: (lhs, None if name in shared else d_out) for name, (lhs, d_out) in d_weights.items()}
+            return d_prev, (d_xp, d_weights, d_others)
+
+        d_carry0, (d_xp, d_weights, d_others) = jax.lax.scan(
+            body, d_carry, (residuals, mask, d_ys), reverse=True, unroll=unroll
+        )
+        d_params = jax.tree.map(jnp.zeros_like, params)
+        for name, (lhs, d_out) in d_weights.items():
+            d_params[name] = _weight_grad(lhs, d_xp if d_out is None else d_out, params[name])
+        for name, d in d_others.items():
+            total = jnp.sum(d.astype(_accumulation_dtype(d.dtype)), axis=0)
+            d_params[name] = d_params[name] + total.astype(params[name].dtype)
+        xp = jax.eval_shape(lambda p: cell.project(p, jnp.zeros((1, cell.input_size), d_ys.dtype)), params)
+        if not isinstance(d_xp, (tuple, list)) and isinstance(xp, (tuple, list)):  # flat: split like xp
+            d_xp = type(xp)(jnp.split(d_xp, np.cumsum([a.shape[-1] for a in xp])[:-1].tolist(), axis=-1))
+        return d_params, d_carry0, d_xp, None
 
     steps.defvjp(forward, steps_bwd)
     return steps

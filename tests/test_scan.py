@@ -144,8 +144,14 @@ def test_wrong_feature_size_is_named():
         scan_cell(cell, cell.init(jax.random.key(0)), jnp.zeros((2, 5, 6)))
 
 
-@pytest.mark.parametrize("name", sorted(ZOO))
-def test_fused_vjp_equals_autodiff_in_values_and_gradients(name):
+FUSED = [(name, "fused") for name in sorted(ZOO)] + [
+    (name, "replay") for name in sorted(ZOO) if ZOO[name][0].analytic_backward
+]
+
+
+@pytest.mark.parametrize("name, vjp", FUSED)
+def test_fused_vjp_equals_autodiff_in_values_and_gradients(name, vjp):
+    """"fused" is the cell's analytic backward where it has one; "replay" the generic one."""
     cell, _ = ZOO[name]
     params = cell.init(jax.random.key(0))
     xs = jax.random.normal(jax.random.key(1), (4, 7, cell.input_size))
@@ -157,7 +163,7 @@ def test_fused_vjp_equals_autodiff_in_values_and_gradients(name):
 
     grad = jax.jit(jax.grad(loss, argnums=(0, 1, 2), has_aux=True), static_argnums=(3, 4))
     for reverse in (False, True):
-        (want, ys_want), (got, ys_got) = grad(params, xs, carry0, "autodiff", reverse), grad(params, xs, carry0, "fused", reverse)
+        (want, ys_want), (got, ys_got) = grad(params, xs, carry0, "autodiff", reverse), grad(params, xs, carry0, vjp, reverse)
         np.testing.assert_allclose(ys_got, ys_want, atol=1e-6)
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=2e-5, rtol=1e-5), got, want)
 
@@ -171,6 +177,50 @@ def test_fused_vjp_composes_with_remat_and_bfloat16():
 
     want = jax.grad(loss)(params, "autodiff", False, None)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5), jax.grad(loss)(params, "fused", 4, None), want)
+    bf16 = jax.grad(loss)(params, "fused", False, jnp.bfloat16)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=0.1, rtol=0.1), bf16, want)
+    assert all(g.dtype == jnp.float32 for g in jax.tree.leaves(bf16))
+
+
+def test_analytic_backward_covers_the_plain_lstm_and_the_reset_after_gru_only():
+    covered = sorted(name for name, (cell, _) in ZOO.items() if cell.analytic_backward)
+    assert covered == ["gru", "gru_nobias", "lstm"]
+
+
+class _Sentinel(Exception):
+    pass
+
+
+class _RecordingLSTM(LSTM):
+    def step_backward(self, *args):
+        raise _Sentinel
+
+
+@pytest.mark.parametrize("vjp, used", [("fused", True), ("replay", False), ("autodiff", False)])
+def test_fused_vjp_dispatches_to_the_cells_analytic_backward(vjp, used):
+    cell = _RecordingLSTM(3, 4)
+    params, xs = cell.init(jax.random.key(0)), jnp.ones((2, 5, 3))
+    grad = lambda: jax.grad(lambda p: jnp.sum(scan_cell(cell, p, xs, vjp=vjp)[0]))(params)  # noqa: E731
+    if used:
+        with pytest.raises(_Sentinel):
+            grad()
+    else:
+        grad()
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru"])
+def test_analytic_backward_composes_with_remat_chunks_and_bfloat16(name):
+    cell, params, xs = _setup(name, time=9)
+
+    def loss(p, vjp, remat, dtype, chunk=32):
+        ys, carry = scan_cell(cell, p, xs, seq_lengths=LENGTHS, vjp=vjp, remat=remat, dtype=dtype,
+                              reverse=True, projection_chunk=chunk)
+        return jnp.sum(ys.astype(jnp.float32) ** 2) + sum(jnp.sum(c.astype(jnp.float32)) for c in jax.tree.leaves(carry))
+
+    want = jax.grad(loss)(params, "autodiff", False, None)
+    for remat, chunk in ((4, 32), (False, 2), (False, None)):
+        got = jax.grad(loss)(params, "fused", remat, None, chunk)
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5), got, want)
     bf16 = jax.grad(loss)(params, "fused", False, jnp.bfloat16)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=0.1, rtol=0.1), bf16, want)
     assert all(g.dtype == jnp.float32 for g in jax.tree.leaves(bf16))

@@ -14,6 +14,20 @@ A cell is a frozen dataclass of hyper-parameters plus four pure functions:
 weight matrix through it (`matmul(h, params["r"])`), so that the engine can replay the step
 and compute each weight's gradient over all steps as one matmul.
 
+A cell may also give the engine an analytic backward for its step (the LSTM and GRU do):
+`analytic_backward` is True and
+
+  step_residuals(params, carry, xp_t)          -> (carry, y_t, residuals)
+  step_backward(params, residuals, d_carry, d_y_t)
+      -> (d carry_{t-1}, d xp_t, {weight: (lhs [b, k], d_out [b, g*h])}, {param: d param_t})
+
+where each recurrent weight's gradient is the engine's one matmul sum_t lhs_t^T d_out_t and
+the last dict holds the step's other params' gradients (summed over the batch). d xp_t may
+also be one flat [b, sum of xp's widths] array; a weight whose d_out is that same array is
+stacked once. The fused
+VJP then saves the residuals (gate activations) in the forward pass instead of replaying
+the step backwards.
+
 `project` holds every computation that depends on the input only (one matmul for all
 steps), so the sequential `step` does just the recurrent work. `project` is
 element-wise over leading axes: the scan engine calls it on `[time, batch, d]`.
@@ -108,6 +122,17 @@ class Cell:
 
     def step(self, params: Params, carry: Carry, xp, matmul=gate_matmul) -> tuple[Carry, jax.Array]:
         raise NotImplementedError
+
+    @property
+    def analytic_backward(self) -> bool:
+        """Whether `step_residuals` and `step_backward` cover this configuration."""
+        return False
+
+    def step_residuals(self, params: Params, carry: Carry, xp) -> tuple[Carry, jax.Array, Any]:
+        raise NotImplementedError(f"{type(self).__name__} has no analytic backward")
+
+    def step_backward(self, params: Params, residuals, d_carry: Carry, d_y: jax.Array):
+        raise NotImplementedError(f"{type(self).__name__} has no analytic backward")
 
 
 @dataclasses.dataclass(frozen=True)

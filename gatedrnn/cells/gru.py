@@ -63,3 +63,39 @@ class GRU(Cell):
             n = jnp.tanh(xn + matmul(r * h, params["r"][:, 2]))
         h = n + z * (h - n)
         return h, h
+
+    @property
+    def analytic_backward(self) -> bool:
+        """The reset-after GRU (PyTorch's), with or without biases."""
+        return self.reset_after
+
+    def step_residuals(self, params, h_prev, xp):
+        """`step` with reset_after, also returning (h_{t-1}, r, z, n, R_n h_{t-1} + b_hn)."""
+        xr, xz, xn = xp
+        hr, hz, hn = gate_matmul(h_prev, params["r"])
+        if self.bias:
+            b = params["b_h"]
+            hr, hz, hn = hr + expand(b[0], hr), hz + expand(b[1], hz), hn + expand(b[2], hn)
+        r = jax.nn.sigmoid(xr + hr)
+        z = jax.nn.sigmoid(xz + hz)
+        n = jnp.tanh(xn + r * hn)
+        h = n + z * (h_prev - n)
+        return h, h, (h_prev, r, z, n, hn)
+
+    def step_backward(self, params, residuals, d_carry, d_y):
+        """With a_n = W_n x_t + b_xn + r (R_n h_{t-1} + b_hn) and d h = d h_t + d carry:
+
+          d a_n = d h (1 - z) (1 - n^2),   d_z = d h (h_{t-1} - n) z (1 - z)
+          d_r = d a_n (R_n h_{t-1} + b_hn) r (1 - r),   d(R_n h_{t-1} + b_hn) = d a_n r
+          d h_{t-1} = d h z + (d_r, d_z, d a_n r) R^T
+        """
+        h_prev, r, z, n, hn = residuals
+        d_h = d_y + d_carry
+        d_an = d_h * (1 - z) * (1 - n * n)
+        d_z = d_h * (h_prev - n) * z * (1 - z)
+        d_r = d_an * hn * r * (1 - r)
+        d_rec = jnp.concatenate([d_r, d_z, d_an * r], axis=-1)
+        w = params["r"].astype(d_rec.dtype)
+        d_h_prev = d_h * z + d_rec @ w.reshape(w.shape[0], -1).T
+        others = {"b_h": jnp.sum(d_rec, axis=0, dtype=jnp.float32).reshape(3, -1)} if self.bias else {}
+        return d_h_prev, (d_r, d_z, d_an), {"r": (h_prev, d_rec)}, others

@@ -147,3 +147,39 @@ class LSTM(Cell):
         if self.proj_size:
             y = matmul(y, params["w_proj"])
         return LSTMCarry(c, y), y
+
+    @property
+    def analytic_backward(self) -> bool:
+        """The plain LSTM (all four gates and activations; no peephole, cifg, projection or LN)."""
+        plain = self.input_gate and self.forget_gate and self.output_gate
+        plain = plain and self.input_activation and self.output_activation
+        return plain and not (self.peephole or self.cifg or self.proj_size or self.layer_norm)
+
+    def step_residuals(self, params, carry: LSTMCarry, xp):
+        """`step` of the plain LSTM, also returning (y_{t-1}, c_{t-1}, i, f, z, o, tanh c_t)."""
+        c_prev, y_prev = carry
+        ri, rf, rz, ro = gate_matmul(y_prev, params["r"])
+        xi, xf, xz, xo = xp
+        i, f, z, o = jax.nn.sigmoid(xi + ri), jax.nn.sigmoid(xf + rf), jnp.tanh(xz + rz), jax.nn.sigmoid(xo + ro)
+        c = f * c_prev + i * z
+        tanh_c = jnp.tanh(c)
+        y = o * tanh_c
+        return LSTMCarry(c, y), y, (y_prev, c_prev, i, f, z, o, tanh_c)
+
+    def step_backward(self, params, residuals, d_carry: LSTMCarry, d_y):
+        """With d_pre = (d_i, d_f, d_z, d_o) the gradients of the gates' pre-activations:
+
+          d y   = d y_t + d carry.h,       d_o = d y tanh(c_t) o (1 - o)
+          d c   = d carry.c + d y o (1 - tanh^2 c_t)
+          d_i   = d c z i (1 - i),  d_f = d c c_{t-1} f (1 - f),  d_z = d c i (1 - z^2)
+          d c_{t-1} = d c f,        d y_{t-1} = d_pre R^T
+        """
+        y_prev, c_prev, i, f, z, o, tanh_c = residuals
+        d_out = d_y + d_carry.h
+        d_o = d_out * tanh_c * o * (1 - o)
+        d_c = d_carry.c + d_out * o * (1 - tanh_c * tanh_c)
+        d_i, d_f, d_z = d_c * z * i * (1 - i), d_c * c_prev * f * (1 - f), d_c * i * (1 - z * z)
+        d_pre = jnp.concatenate([d_i, d_f, d_z, d_o], axis=-1)
+        r = params["r"].astype(d_pre.dtype)
+        d_y_prev = d_pre @ r.reshape(r.shape[0], -1).T
+        return LSTMCarry(d_c * f, d_y_prev), d_pre, {"r": (y_prev, d_pre)}, {}
