@@ -47,22 +47,27 @@ class GRU(Cell):
         return xr, xz, xn
 
     def step(self, params, h, xp, matmul=gate_matmul):
-        xr, xz, xn = xp
         if self.reset_after:
-            hr, hz, hn = matmul(h, params["r"])
-            if self.bias:
-                b = params["b_h"]
-                hr, hz, hn = hr + expand(b[0], hr), hz + expand(b[1], hz), hn + expand(b[2], hn)
-            r = jax.nn.sigmoid(xr + hr)
-            z = jax.nn.sigmoid(xz + hz)
-            n = jnp.tanh(xn + r * hn)
+            r, z, n, _ = self._reset_after_gates(params, h, xp, matmul)
         else:
+            xr, xz, xn = xp
             hr, hz = matmul(h, params["r"][:, :2])
             r = jax.nn.sigmoid(xr + hr)
             z = jax.nn.sigmoid(xz + hz)
             n = jnp.tanh(xn + matmul(r * h, params["r"][:, 2]))
         h = n + z * (h - n)
         return h, h
+
+    def _reset_after_gates(self, params, h, xp, matmul):
+        """(r, z, n, R_n h + b_hn) of the reset-after convention."""
+        xr, xz, xn = xp
+        hr, hz, hn = matmul(h, params["r"])
+        if self.bias:
+            b = params["b_h"]
+            hr, hz, hn = hr + expand(b[0], hr), hz + expand(b[1], hz), hn + expand(b[2], hn)
+        r = jax.nn.sigmoid(xr + hr)
+        z = jax.nn.sigmoid(xz + hz)
+        return r, z, jnp.tanh(xn + r * hn), hn
 
     @property
     def analytic_backward(self) -> bool:
@@ -71,14 +76,7 @@ class GRU(Cell):
 
     def step_residuals(self, params, h_prev, xp):
         """`step` with reset_after, also returning (h_{t-1}, r, z, n, R_n h_{t-1} + b_hn)."""
-        xr, xz, xn = xp
-        hr, hz, hn = gate_matmul(h_prev, params["r"])
-        if self.bias:
-            b = params["b_h"]
-            hr, hz, hn = hr + expand(b[0], hr), hz + expand(b[1], hz), hn + expand(b[2], hn)
-        r = jax.nn.sigmoid(xr + hr)
-        z = jax.nn.sigmoid(xz + hz)
-        n = jnp.tanh(xn + r * hn)
+        r, z, n, hn = self._reset_after_gates(params, h_prev, xp, gate_matmul)
         h = n + z * (h_prev - n)
         return h, h, (h_prev, r, z, n, hn)
 
