@@ -173,10 +173,14 @@ def scan_cell(
 def _masked_step(cell, params, carry, xp_t, mask_t, matmul=gate_matmul):
     """One step; where mask_t [batch] is False the carry is kept and the output is zero."""
     new_carry, y = cell.step(params, carry, xp_t, matmul=matmul)
-    if mask_t is not None:
-        new_carry = _where(mask_t, new_carry, carry)
-        y = _where(mask_t, y, jnp.zeros_like(y))
-    return new_carry, y
+    return _apply_mask(mask_t, new_carry, carry, y)
+
+
+def _apply_mask(mask_t, new_carry, carry, y):
+    """Where mask_t [batch] is False (padding): the old carry and a zero output."""
+    if mask_t is None:
+        return new_carry, y
+    return _where(mask_t, new_carry, carry), _where(mask_t, y, jnp.zeros_like(y))
 
 
 def _scan_steps(cell, params, carry, xp, mask, *, unroll):
@@ -319,9 +323,7 @@ def _analytic_steps(cell, unroll):
         def body(c, inp):
             xp_t, mask_t = inp
             new_c, y, res = cell.step_residuals(params, c, xp_t)
-            if mask_t is not None:
-                new_c = _where(mask_t, new_c, c)
-                y = _where(mask_t, y, jnp.zeros_like(y))
+            new_c, y = _apply_mask(mask_t, new_c, c, y)
             return new_c, (y, res)
 
         carry, (ys, residuals) = jax.lax.scan(body, carry, (xp, mask), unroll=unroll)
@@ -337,13 +339,12 @@ def _analytic_steps(cell, unroll):
 
         def body(d_c, inp):
             res_t, mask_t, d_y = inp
-            d_new = d_c
-            if mask_t is not None:  # padded steps: the carry passed through, the output was zero
-                d_new = _where(mask_t, d_c, jax.tree.map(jnp.zeros_like, d_c))
-                d_y = _where(mask_t, d_y, jnp.zeros_like(d_y))
+            # Padded steps (mask False) passed the carry through and output zero.
+            zeros = jax.tree.map(jnp.zeros_like, d_c)
+            d_new, d_y = (d_c, d_y) if mask_t is None else _apply_mask(mask_t, d_c, zeros, d_y)
             d_prev, d_xp, d_weights, d_others = cell.step_backward(params, res_t, d_new, d_y)
             if mask_t is not None:
-                d_prev = jax.tree.map(jnp.add, d_prev, _where(mask_t, jax.tree.map(jnp.zeros_like, d_c), d_c))
+                d_prev = jax.tree.map(jnp.add, d_prev, _where(mask_t, zeros, d_c))
             # A weight whose d_out is the (flat) d xp itself is stacked once, not twice.
             shared = {name for name, (_, d_out) in d_weights.items() if d_out is d_xp}
             d_weights = {name: (lhs, None if name in shared else d_out) for name, (lhs, d_out) in d_weights.items()}
@@ -359,8 +360,10 @@ def _analytic_steps(cell, unroll):
             total = jnp.sum(d.astype(_accumulation_dtype(d.dtype)), axis=0)
             d_params[name] = d_params[name] + total.astype(params[name].dtype)
         xp = jax.eval_shape(lambda p: cell.project(p, jnp.zeros((1, cell.input_size), d_ys.dtype)), params)
-        if not isinstance(d_xp, (tuple, list)) and isinstance(xp, (tuple, list)):  # flat: split like xp
-            d_xp = type(xp)(jnp.split(d_xp, np.cumsum([a.shape[-1] for a in xp])[:-1].tolist(), axis=-1))
+        widths = [a.shape[-1] for a in jax.tree.leaves(xp)]
+        if isinstance(d_xp, jax.Array) and len(widths) > 1:  # flat: split like xp
+            parts = jnp.split(d_xp, np.cumsum(widths)[:-1].tolist(), axis=-1)
+            d_xp = jax.tree.unflatten(jax.tree.structure(xp), parts)
         return d_params, d_carry0, d_xp, None
 
     steps.defvjp(forward, steps_bwd)

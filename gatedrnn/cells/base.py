@@ -24,9 +24,8 @@ A cell may also give the engine an analytic backward for its step (the LSTM and 
 where each recurrent weight's gradient is the engine's one matmul sum_t lhs_t^T d_out_t and
 the last dict holds the step's other params' gradients (summed over the batch). d xp_t may
 also be one flat [b, sum of xp's widths] array; a weight whose d_out is that same array is
-stacked once. The fused
-VJP then saves the residuals (gate activations) in the forward pass instead of replaying
-the step backwards.
+stacked once. The fused VJP then saves the residuals (gate activations) in the forward
+pass instead of replaying the step backwards.
 
 `project` holds every computation that depends on the input only (one matmul for all
 steps), so the sequential `step` does just the recurrent work. `project` is
