@@ -157,13 +157,8 @@ def gru_gates(cell: GRU, params: Params, xs: jax.Array) -> dict[str, np.ndarray]
     if not cell.reset_after:
         raise ValueError("gru_gates supports reset_after=True")
     xp, prev, new = _scan_with_previous(cell, params, xs)
-    xr, xz, xn = xp
-    hr, hz, hn = gate_matmul(prev, params["r"])
-    if cell.bias:
-        b = params["b_h"]
-        hr, hz, hn = hr + expand(b[0], hr), hz + expand(b[1], hz), hn + expand(b[2], hn)
-    r = jax.nn.sigmoid(xr + hr)
-    return _batch_major({"r": r, "z": jax.nn.sigmoid(xz + hz), "n": jnp.tanh(xn + r * hn), "h": new})
+    r, z, n, _ = cell.reset_after_gates(params, prev, xp, gate_matmul)
+    return _batch_major({"r": r, "z": z, "n": n, "h": new})
 
 
 # ---------------------------------------------------------------------------------- runs

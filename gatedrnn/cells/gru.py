@@ -48,7 +48,7 @@ class GRU(Cell):
 
     def step(self, params, h, xp, matmul=gate_matmul):
         if self.reset_after:
-            r, z, n, _ = self._reset_after_gates(params, h, xp, matmul)
+            r, z, n, _ = self.reset_after_gates(params, h, xp, matmul)
         else:
             xr, xz, xn = xp
             hr, hz = matmul(h, params["r"][:, :2])
@@ -58,8 +58,8 @@ class GRU(Cell):
         h = n + z * (h - n)
         return h, h
 
-    def _reset_after_gates(self, params, h, xp, matmul):
-        """(r, z, n, R_n h + b_hn) of the reset-after convention."""
+    def reset_after_gates(self, params, h, xp, matmul):
+        """(r, z, n, R_n h + b_hn) of the reset-after convention; h [..., h], xp as `project` gives."""
         xr, xz, xn = xp
         hr, hz, hn = matmul(h, params["r"])
         if self.bias:
@@ -76,7 +76,7 @@ class GRU(Cell):
 
     def step_residuals(self, params, h_prev, xp):
         """`step` with reset_after, also returning (h_{t-1}, r, z, n, R_n h_{t-1} + b_hn)."""
-        r, z, n, hn = self._reset_after_gates(params, h_prev, xp, gate_matmul)
+        r, z, n, hn = self.reset_after_gates(params, h_prev, xp, gate_matmul)
         h = n + z * (h_prev - n)
         return h, h, (h_prev, r, z, n, hn)
 
