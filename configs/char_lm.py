@@ -16,7 +16,7 @@ characters, 81 distinct; the last 5% of the text (the end of the tragedies) is h
 Reports `eval_bits_per_char` on the first eval.num_batches * eval.batch_size windows of the
 held-out text, next to `eval_unigram_bits_per_char` (a context-free model fitted to the
 training split: 4.8 bits on those windows); at the end it prints two samples (temperature 0.8) drawn with
-`gatedrnn.lm.generate_tokens` and writes them to <workdir>/report.txt. No published figure
+`gatedrnn.nn.lm.generate_tokens` and writes them to <workdir>/report.txt. No published figure
 uses this corpus and split.
 """
 

@@ -45,7 +45,7 @@ def get_config(arg: str | None = None):
     config.model.embed_size = 64  # 0 = hidden_size
     config.model.num_layers = 1  # encoder layers
     config.model.bidirectional = True  # the encoder
-    config.model.attention = "general"  # any of gatedrnn.attention.ATTENTIONS
+    config.model.attention = "general"  # any of gatedrnn.nn.attention.ATTENTIONS
     config.model.style = "luong"  # or "bahdanau"
     config.model.input_feeding = False  # True: a~_{t-1} fed back (teacher forcing becomes step by step)
     config.model.num_heads = 2  # attention="multihead" only

@@ -13,7 +13,7 @@ readout is the last step. Chance: accuracy 0.1, cross-entropy ln 10 = 2.303. The
 all 1,000 held-out digits (2 batches of 500).
 """
 
-from gatedrnn.train.tasks_digits import mnist_config
+from configs.common import mnist_config
 
 
 def get_config(arg: str | None = None):

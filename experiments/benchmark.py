@@ -6,10 +6,10 @@
     python -m experiments.benchmark --quick               # tiny sizes; ~1 min, nearly all compiling
 
 All contestants run in this one process on the same weights (torch's, mapped into ours with
-`gatedrnn.interop.from_torch` and into Flax's params), after a check that their outputs and
+`gatedrnn.nn.interop.from_torch` and into Flax's params), after a check that their outputs and
 input gradients agree with torch's (the run raises `OutputMismatch` otherwise). Repeats are
 interleaved (torch, ours, flax, bound, torch, ours, ...); the table reports medians. See
-README.md (Performance) for the columns and `gatedrnn.benchmarking` for the definitions.
+README.md (Performance) for the columns and `gatedrnn.lab.benchmark` for the definitions.
 
 Writes DIR/benchmark.json (every raw time, compile time, memory analysis, the agreement
 check and the machine: CPU model, cores, load, library versions) and DIR/benchmark.md, and
@@ -17,7 +17,7 @@ prints the tables. DIR is --out (default benchmarks/).
 
 Allocator: glibc returns malloc'd buffers over 32 MiB to the OS on every free, and XLA
 re-faults its large temporaries on every call (up to 4x slower on a large matmul). The
-remedy, `gatedrnn.runtime.malloc_env()` (MALLOC_MMAP_THRESHOLD_ and MALLOC_TRIM_THRESHOLD_),
+remedy, `gatedrnn.lab.runtime.malloc_env()` (MALLOC_MMAP_THRESHOLD_ and MALLOC_TRIM_THRESHOLD_),
 only takes effect if set before the process starts, so unless --no_malloc_tuning is given
 this script re-executes itself once with those variables added (an environment marker
 prevents a loop; already-set variables are kept as they are).
@@ -31,8 +31,8 @@ import os
 import sys
 import time
 
-from gatedrnn import benchmarking as bm
-from gatedrnn.runtime import malloc_env_active, reexec_with_malloc_env
+from gatedrnn.lab import benchmark as bm
+from gatedrnn.lab.runtime import malloc_env_active, reexec_with_malloc_env
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -1,4 +1,4 @@
-"""The results suite: trains every entry of `gatedrnn.results.SUITE` and writes the results table.
+"""The results suite: trains every entry of `gatedrnn.lab.results.SUITE` and writes the results table.
 
   python -m experiments.reproduce_results --out=runs/suite --jobs=2           # everything (~1 CPU hour)
   python -m experiments.reproduce_results --out=runs/suite --only=parity_lstm  # one row
@@ -21,8 +21,8 @@ import sys
 
 from absl import app, flags
 
-from gatedrnn import studies
-from gatedrnn.results import SUITE, SUITE_HEADER, is_finished, seed_workdir, suite_row
+from gatedrnn.lab import studies
+from gatedrnn.lab.results import SUITE, SUITE_HEADER, is_finished, seed_workdir, suite_row
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("out", "runs/suite", "Directory of the runs: <out>/<entry>/seed<k>.")

@@ -18,8 +18,8 @@ import sys
 
 from absl import app, flags
 
-from gatedrnn import studies
-from gatedrnn.results import HEADER, results_rows, summarize_run
+from gatedrnn.lab import studies
+from gatedrnn.lab.results import HEADER, results_rows, summarize_run
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("runs", [], "Run workdirs.")

@@ -13,8 +13,9 @@ import os
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from gatedrnn import CELLS, studies
-from gatedrnn.results import summarize_run
+from gatedrnn import CELLS
+from gatedrnn.lab import studies
+from gatedrnn.lab.results import summarize_run
 from gatedrnn.train.metrics import read_metrics
 
 FLAGS = flags.FLAGS

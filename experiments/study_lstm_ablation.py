@@ -3,7 +3,7 @@ LSTM (with peepholes) and its one-change variants, on the adding problem, severa
 
   python -m experiments.study_lstm_ablation --out=/tmp/studies/ablation --seeds=0,1,2
 
-Variants (`gatedrnn.studies.GREFF_VARIANTS`, passed as `model.cell_options`): V (vanilla, with
+Variants (`gatedrnn.lab.studies.GREFF_VARIANTS`, passed as `model.cell_options`): V (vanilla, with
 peepholes), NP (no peepholes), CIFG (coupled input-forget gate), NFG / NIG / NOG (no forget /
 input / output gate), NIAF / NOAF (no input / output activation). One `train_and_evaluate`
 run per (variant, seed) into --out/<variant>_s<seed>; writes --out/lstm_ablation.png (final
@@ -17,8 +17,8 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from gatedrnn import studies
-from gatedrnn.results import summarize_run
+from gatedrnn.lab import studies
+from gatedrnn.lab.results import summarize_run
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", "configs/adding.py", "The task config (the adding problem).")

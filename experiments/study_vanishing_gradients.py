@@ -18,7 +18,7 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from gatedrnn import studies
+from gatedrnn.lab import studies
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", "configs/adding.py", "The task config (the adding problem).")

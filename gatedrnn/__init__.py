@@ -1,7 +1,7 @@
 """gatedrnn: gated recurrent networks as pure-function cells under one `jax.lax.scan` engine."""
 
 from gatedrnn.cells import CELLS, GRU, LSTM, MGU, UGRNN, Cell, ElmanRNN, LSTMCarry, MinGRU, make_cell
-from gatedrnn.layers import RNN, Bidirectional, Stack, build_rnn
+from gatedrnn.nn.layers import RNN, Bidirectional, Stack, build_rnn
 from gatedrnn.scan import flip_sequences, scan_cell
 
 __version__ = "0.1.0"

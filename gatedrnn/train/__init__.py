@@ -2,9 +2,8 @@
 
   python -m experiments.train --config=configs/adding.py --workdir=/tmp/adding
 
-Modules: `config` (defaults, validation, resume compatibility), `tasks` (data + loss, the
-`TASKS` registry), `model` (the `SequenceModel` a task trains), `losses` (metrics as sums
-plus counts), `optim` (optax optimizers and schedules), `checkpoint` (orbax), `metrics`
+Modules: `config` (defaults, validation, resume compatibility), `model` (the
+`SequenceModel` a task trains), `optim` (optax optimizers and schedules), `checkpoint` (orbax), `metrics`
 (metrics.jsonl, TensorBoard, plots), `distributed` (mesh, sharding, jax.distributed) and
 `loop` (`train_and_evaluate`).
 """
@@ -12,6 +11,6 @@ plus counts), `optim` (optax optimizers and schedules), `checkpoint` (orbax), `m
 from gatedrnn.train import distributed
 from gatedrnn.train.config import ConfigError, default_config
 from gatedrnn.train.loop import NonFiniteLossError, TrainState, train_and_evaluate
-from gatedrnn.train.tasks import TASKS, make_task
+from gatedrnn.tasks import TASKS, make_task  # re-exported: gatedrnn.train.TASKS is public
 
 __all__ = ["ConfigError", "NonFiniteLossError", "TASKS", "TrainState", "default_config", "make_task", "train_and_evaluate"]

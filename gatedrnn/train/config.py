@@ -13,6 +13,8 @@ from typing import Any, Iterable
 
 import ml_collections
 
+from gatedrnn.validation import ConfigError, check_choice, check_non_negative, check_positive
+
 OPTIMIZERS = ("adamw", "sgd", "rmsprop")
 SCHEDULES = ("constant", "cosine", "linear")
 DTYPES = ("float32", "bfloat16")
@@ -28,10 +30,6 @@ RESUMABLE_FIELDS = (
     "eval.every_steps",
     "debug.",
 )
-
-
-class ConfigError(ValueError):
-    """A bad config value or an incompatible workdir: a one-line message, no traceback."""
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -109,24 +107,6 @@ def shrink_for_smoke_test(config: ml_collections.ConfigDict) -> ml_collections.C
     config.log.plots = False
     config.checkpoint.every_steps = 10
     return config
-
-
-def check_positive(field: str, value: Any, *, integer: bool = True) -> None:
-    kind = "a positive integer" if integer else "a positive number"
-    ok = (isinstance(value, int) if integer else isinstance(value, (int, float))) and not isinstance(value, bool)
-    if not ok or value <= 0:
-        raise ConfigError(f"{field} must be {kind}, got {value!r}")
-
-
-def check_non_negative(field: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ConfigError(f"{field} must be a non-negative number, got {value!r}")
-
-
-def check_choice(field: str, value: Any, valid: Iterable[str]) -> None:
-    valid = sorted(valid)
-    if value not in valid:
-        raise ConfigError(f"{field}={value!r} is not valid; choose one of {valid}")
 
 
 def validate(config: ml_collections.ConfigDict, *, cells: Iterable[str], tasks: Iterable[str]) -> None:

@@ -23,13 +23,14 @@ from flax import nnx, struct
 from tqdm import tqdm
 
 from gatedrnn.cells import CELLS
-from gatedrnn.train import distributed, losses
+from gatedrnn import losses
+from gatedrnn.train import distributed
 from gatedrnn.train.checkpoint import Checkpointer
 from gatedrnn.train.config import ConfigError, check_resume_compatible, to_json, validate
-from gatedrnn.train.metrics import MetricsWriter, read_metrics
+from gatedrnn.train.metrics import MetricsWriter, read_metrics, write_final_metrics
 from gatedrnn.train.model import SequenceModel
 from gatedrnn.train.optim import make_optimizer, make_schedule
-from gatedrnn.train.tasks import TASKS, Task, make_task
+from gatedrnn.tasks.registry import TASKS, Task, make_task
 
 _INIT_STREAM, _DROPOUT_STREAM = 0, 1
 
@@ -321,7 +322,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     if primary and hasattr(exp.task, "final_report"):  # optional: samples, beam-search scores, MIDI files ...
         model = exp.model(jax.tree.map(jnp.asarray, distributed.to_host(state.params)), jax.random.key(0))
         model.eval()
-        report = exp.task.final_report(model, c.train.seed, workdir)
+        report, final_metrics = exp.task.final_report(model, c.train.seed, workdir)
+        if final_metrics:
+            write_final_metrics(workdir, final_metrics)
         with open(os.path.join(workdir, "report.txt"), "w") as f:
             f.write(report + "\n")
         _log(report)

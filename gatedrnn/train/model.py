@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from gatedrnn.layers import build_rnn
+from gatedrnn.nn.layers import build_rnn
 
 READOUTS = ("last", "all")
 

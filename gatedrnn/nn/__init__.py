@@ -1,0 +1,11 @@
+"""Flax NNX layers and architectures over the scan engine: thin modules that own parameters.
+
+`layers` (RNN, Bidirectional, Stack, build_rnn), `attention`, `heads` (many-to-one readouts),
+`encoder` (SequenceEncoder), `seq2seq` (encoder-decoder with attention), `ctc`, `lm`
+(language models and one-to-many generation), `streaming` (stateful step-by-step inference),
+`regularization` (zoneout, variational dropout, weight drop) and `interop` (PyTorch <-> gatedrnn).
+"""
+
+from gatedrnn.nn.layers import RNN, Bidirectional, Stack, build_rnn
+
+__all__ = ["RNN", "Bidirectional", "Stack", "build_rnn"]

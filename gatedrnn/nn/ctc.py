@@ -1,0 +1,95 @@
+"""Connectionist temporal classification (Graves et al. 2006): sequence-to-labels without alignments.
+
+Glossary: b batch, t frames, n labels per sequence, k classes (blank included).
+
+The model emits per-frame logits over k classes, class `blank_id` (default 0) being the blank.
+Training maximizes p(labels | x) = sum over alignments a that collapse to the labels of
+prod_t p(a_t | x) (`optax.ctc_loss`). Greedy decoding takes the per-frame argmax, merges
+repeats, then drops blanks: "aa-ab--b" -> "a-ab-b" -> "aabb" with '-' the blank.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from gatedrnn.cells.base import check_positive_int
+from gatedrnn.nn.encoder import SequenceEncoder, sequence_mask
+
+
+class CTCDecoded(NamedTuple):
+    labels: jax.Array  # [b, t] int32, `pad_value` after the end
+    lengths: jax.Array  # [b] int32
+
+
+def ctc_loss(logits: jax.Array, seq_lengths: jax.Array | None, labels: jax.Array, label_lengths: jax.Array,
+             blank_id: int = 0) -> jax.Array:
+    """-log p(labels | x) per sequence: logits [b, t, k], labels [b, n] int -> [b].
+
+    Frames at t >= seq_lengths and labels at n >= label_lengths are padding.
+    """
+    if logits.ndim != 3 or labels.ndim != 2 or labels.shape[0] != logits.shape[0]:
+        raise ValueError(f"ctc_loss needs logits [batch, time, classes] and labels [batch, labels], "
+                         f"got {logits.shape} and {labels.shape}")
+    b, t = logits.shape[:2]
+    logit_pad = (~sequence_mask(seq_lengths, b, t)).astype(logits.dtype)
+    label_pad = (~sequence_mask(label_lengths, b, labels.shape[1])).astype(logits.dtype)
+    return optax.ctc_loss(logits, logit_pad, labels.astype(jnp.int32), label_pad, blank_id=blank_id)
+
+
+def ctc_greedy_decode(logits: jax.Array, seq_lengths: jax.Array | None = None, blank_id: int = 0,
+                      pad_value: int | None = None) -> CTCDecoded:
+    """Best-path decoding: argmax per frame, merge repeats, drop blanks (jit-friendly, no loops).
+
+    logits [b, t, k] (or log-probs, or one-hot frames) -> CTCDecoded(labels [b, t], lengths [b]);
+    labels past each length are `pad_value` (default: the blank id).
+    """
+    if logits.ndim != 3:
+        raise ValueError(f"ctc_greedy_decode needs logits [batch, time, classes], got {logits.shape}")
+    b, t = logits.shape[:2]
+    pad_value = blank_id if pad_value is None else pad_value
+    best = jnp.argmax(logits, axis=-1).astype(jnp.int32)  # [b, t]
+    prev = jnp.concatenate([jnp.full((b, 1), -1, jnp.int32), best[:, :-1]], axis=1)
+    keep = sequence_mask(seq_lengths, b, t) & (best != blank_id) & (best != prev)
+    position = jnp.where(keep, jnp.cumsum(keep.astype(jnp.int32), axis=1) - 1, t)  # t = out of range: dropped
+    rows = jnp.broadcast_to(jnp.arange(b)[:, None], (b, t))
+    labels = jnp.full((b, t), pad_value, jnp.int32).at[rows, position].set(best, mode="drop")
+    return CTCDecoded(labels, jnp.sum(keep.astype(jnp.int32), axis=1))
+
+
+class CTCModel(nnx.Module):
+    """Recurrent encoder + per-frame linear layer over `num_classes` (blank included) for CTC.
+
+    x [b, t, d] features (or [b, t] tokens with vocab_size) -> logits [b, t, num_classes].
+
+    Example:
+      model = CTCModel("lstm", 32, num_classes=5, input_size=13, rngs=nnx.Rngs(0))
+      loss = model.loss(x, x_lengths, labels, label_lengths)     # mean over the batch
+      decoded = model.decode(x, x_lengths)                       # CTCDecoded
+    """
+
+    def __init__(self, cell: str, hidden_size: int, num_classes: int, *, rngs: nnx.Rngs, blank_id: int = 0,
+                 bidirectional: bool = True, **encoder_options: Any):
+        check_positive_int("CTCModel", "num_classes", num_classes)
+        if num_classes < 2:
+            raise ValueError(f"CTCModel.num_classes must count the blank and at least one label (>= 2), got {num_classes}")
+        if not 0 <= blank_id < num_classes:
+            raise ValueError(f"CTCModel.blank_id={blank_id} must lie in [0, num_classes={num_classes})")
+        self.encoder = SequenceEncoder(cell, hidden_size, rngs=rngs, bidirectional=bidirectional, **encoder_options)
+        self.head = nnx.Linear(self.encoder.output_size, num_classes, rngs=rngs)
+        self.blank_id = blank_id
+
+    def __call__(self, x, seq_lengths=None) -> jax.Array:
+        outputs, _ = self.encoder(x, seq_lengths)
+        return self.head(outputs)
+
+    def loss(self, x, seq_lengths, labels, label_lengths) -> jax.Array:
+        """Mean over the batch of -log p(labels | x)."""
+        return jnp.mean(ctc_loss(self(x, seq_lengths), seq_lengths, labels, label_lengths, self.blank_id))
+
+    def decode(self, x, seq_lengths=None) -> CTCDecoded:
+        return ctc_greedy_decode(self(x, seq_lengths), seq_lengths, self.blank_id)

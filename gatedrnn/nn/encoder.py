@@ -1,0 +1,82 @@
+"""The shared front end of the architectures: optional token embedding + a recurrent stack.
+
+Glossary: b batch, t time, d input features, v vocabulary, e embedding size, h hidden units.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from gatedrnn.cells.base import check_positive_int
+from gatedrnn.nn.layers import build_rnn
+
+
+class SequenceEncoder(nnx.Module):
+    """Embedding (when `vocab_size` is given) followed by `build_rnn(cell, ...)`.
+
+    Inputs are token ids [b, t] (int) with `vocab_size`, or features [b, t, input_size]
+    (float) without. `outputs, carry = encoder(x, seq_lengths)`, outputs [b, t, output_size].
+
+    Example:
+      enc = SequenceEncoder("gru", hidden_size=32, vocab_size=100, embed_size=16,
+                            bidirectional=True, rngs=nnx.Rngs(0))
+      outputs, carries = enc(tokens, seq_lengths=lengths)      # [b, t] -> [b, t, 64]
+    """
+
+    def __init__(self, cell: str, hidden_size: int, *, rngs: nnx.Rngs, input_size: int | None = None,
+                 vocab_size: int | None = None, embed_size: int | None = None, num_layers: int = 1,
+                 bidirectional: bool = False, dropout: float = 0.0, **rnn_options: Any):
+        if (input_size is None) == (vocab_size is None):
+            raise ValueError(f"give exactly one of input_size (features) or vocab_size (tokens), got "
+                             f"input_size={input_size!r} vocab_size={vocab_size!r}")
+        if vocab_size is not None:
+            check_positive_int("SequenceEncoder", "vocab_size", vocab_size)
+            embed_size = embed_size or hidden_size
+            self.embed = nnx.Embed(vocab_size, embed_size, rngs=rngs)
+            input_size = embed_size
+        else:
+            check_positive_int("SequenceEncoder", "input_size", input_size)
+            self.embed = None
+        self.vocab_size = vocab_size
+        self.rnn = build_rnn(cell, input_size, hidden_size, rngs=rngs, num_layers=num_layers,
+                             bidirectional=bidirectional, dropout=dropout, **rnn_options)
+
+    @property
+    def output_size(self) -> int:
+        return self.rnn.output_size
+
+    def embed_inputs(self, x: jax.Array) -> jax.Array:
+        if self.embed is None:
+            if x.ndim != 3 or not jnp.issubdtype(x.dtype, jnp.floating):
+                raise ValueError(f"inputs must be float features [batch, time, {self.rnn.input_size}], got {x.shape} {x.dtype}")
+            return x
+        if not jnp.issubdtype(x.dtype, jnp.integer):
+            raise ValueError(f"inputs must be integer token ids [batch, time] < {self.vocab_size}, got dtype {x.dtype}")
+        return self.embed(x)
+
+    def __call__(self, x, seq_lengths=None, initial_carry=None):
+        return self.rnn(self.embed_inputs(x), seq_lengths=seq_lengths, initial_carry=initial_carry)
+
+
+def sequence_mask(seq_lengths: jax.Array | None, batch: int, time: int) -> jax.Array:
+    """[b] lengths -> bool [b, t], True at valid steps (all True for None)."""
+    if seq_lengths is None:
+        return jnp.ones((batch, time), bool)
+    return jnp.arange(time, dtype=jnp.int32)[None, :] < jnp.asarray(seq_lengths, jnp.int32)[:, None]
+
+
+def masked_mean(values: jax.Array, mask: jax.Array) -> jax.Array:
+    """Mean of values [...] over positions where mask [...] is True (0 if none)."""
+    m = mask.astype(values.dtype)
+    return jnp.sum(values * m) / jnp.maximum(jnp.sum(m), jnp.asarray(1, values.dtype))
+
+
+def sequence_cross_entropy(logits: jax.Array, labels: jax.Array, mask: jax.Array) -> jax.Array:
+    """Mean token cross-entropy: logits [b, t, v], int labels [b, t], bool mask [b, t] -> scalar."""
+    losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    return masked_mean(losses, mask)

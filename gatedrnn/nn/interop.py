@@ -1,0 +1,171 @@
+"""PyTorch interop: `from_torch(module)` and `to_torch(layer)` (public API; names are stable).
+
+    layer = from_torch(torch.nn.LSTM(8, 32, num_layers=2, bidirectional=True, proj_size=16))
+    outputs, carry = layer(x, seq_lengths=lengths)   # x [batch, time, 8], always batch-first
+
+`outputs` equal torch's on the packed batch (padded positions zero). `carry` is a list over
+layers; a bidirectional layer's carry is (forward, backward); an LSTM carry is
+`LSTMCarry(c, h)`, so torch's h_n[layer * num_directions + direction] is the `h` there.
+Weight mapping: torch's gate order is ours; `w = weight_ih.T` reshaped to [d, gates, h],
+`r = weight_hh.T` to [h, gates, h]; for RNN and LSTM the two biases are summed (exact up to
+one float32 rounding); GRU keeps both (`b_x`, `b_h`), as its reset gate needs b_hn apart.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gatedrnn.cells import GRU, LSTM, ElmanRNN
+from gatedrnn.nn.layers import RNN, Bidirectional, Stack
+
+_GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError as e:  # pragma: no cover - exercised only without the extra
+        raise ImportError("gatedrnn.nn.interop needs PyTorch: pip install -e '.[torch]'") from e
+    return torch
+
+
+def _np(t) -> np.ndarray:
+    return t.detach().cpu().float().numpy()
+
+
+def _cell_for(module, input_size: int):
+    mode, h, bias = module.mode, module.hidden_size, module.bias
+    if mode == "LSTM":
+        return LSTM(input_size, h, bias=bias, proj_size=module.proj_size)
+    if mode == "GRU":
+        return GRU(input_size, h, bias=bias, reset_after=True)
+    return ElmanRNN(input_size, h, bias=bias, nonlinearity="tanh" if mode == "RNN_TANH" else "relu")
+
+
+def _params_from(module, layer: int, suffix: str, cell) -> dict:
+    get = lambda name: _np(getattr(module, f"{name}_l{layer}{suffix}"))  # noqa: E731
+    g, h = _GATES[module.mode], module.hidden_size
+    w_ih, w_hh = get("weight_ih"), get("weight_hh")
+    if g == 1:
+        params = {"w": w_ih.T, "r": w_hh.T}
+    else:
+        params = {"w": w_ih.T.reshape(-1, g, h), "r": w_hh.T.reshape(-1, g, h)}
+    if module.bias:
+        b_ih, b_hh = get("bias_ih"), get("bias_hh")
+        if isinstance(cell, GRU):
+            params["b_x"], params["b_h"] = b_ih.reshape(g, h), b_hh.reshape(g, h)
+        else:
+            params["b"] = (b_ih + b_hh).reshape((g, h) if g > 1 else (h,))
+    if getattr(module, "proj_size", 0):
+        params["w_proj"] = get("weight_hr").T
+    return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in params.items()}
+
+
+def from_torch(module) -> Stack:
+    """A gatedrnn `Stack` with the weights of a `torch.nn.RNN`, `LSTM` or `GRU`.
+
+    Any num_layers, bidirectional, proj_size, bias and batch_first; the returned layer
+    always takes batch-first input [batch, time, features]. Inter-layer dropout carries over
+    (active only in `train()` mode, as in torch).
+    """
+    torch = _torch()
+    if not isinstance(module, (torch.nn.RNN, torch.nn.LSTM, torch.nn.GRU)):
+        raise TypeError(f"from_torch takes torch.nn.RNN, LSTM or GRU, got {type(module).__name__}")
+    layers, size = [], module.input_size
+    for k in range(module.num_layers):
+        cell = _cell_for(module, size)
+        fwd = RNN(cell, params=_params_from(module, k, "", cell))
+        if module.bidirectional:
+            bwd = RNN(cell, params=_params_from(module, k, "_reverse", cell), reverse=True)
+            layers.append(Bidirectional(fwd, bwd, merge="concat"))
+        else:
+            layers.append(fwd)
+        size = layers[-1].output_size
+    from flax import nnx
+
+    return Stack(layers, dropout=float(module.dropout), rngs=nnx.Rngs(dropout=0) if module.dropout else None)
+
+
+def _mode_of(cell) -> str:
+    if isinstance(cell, LSTM) and cell.gate_names == ("i", "f", "z", "o") and not (
+        cell.peephole or cell.layer_norm or not cell.input_activation or not cell.output_activation
+    ):
+        return "LSTM"
+    if isinstance(cell, GRU) and cell.reset_after:
+        return "GRU"
+    if isinstance(cell, ElmanRNN):
+        return "RNN_TANH" if cell.nonlinearity == "tanh" else "RNN_RELU"
+    raise ValueError(
+        f"to_torch: {cell!r} has no torch equivalent; valid are ElmanRNN, GRU(reset_after=True) "
+        "and LSTM with all four gates and activations, without peephole, cifg or layer_norm"
+    )
+
+
+def to_torch(layer):
+    """A batch-first `torch.nn.RNN`/`LSTM`/`GRU` with the weights of a gatedrnn layer.
+
+    Takes a `Stack` (as `from_torch` and `build_rnn` return), an `RNN` or a `Bidirectional`,
+    whose layers share one torch-expressible cell type and hidden size, with concat merge and
+    no residual connections.
+    """
+    torch = _torch()
+    layers = list(layer.layers) if isinstance(layer, Stack) else [layer]
+    if isinstance(layer, Stack) and layer.residual:
+        raise ValueError("to_torch: torch RNNs have no residual connections; got Stack(residual=True)")
+    bidirectional = isinstance(layers[0], Bidirectional)
+    directions = []
+    for lyr in layers:
+        if isinstance(lyr, Bidirectional) != bidirectional:
+            raise ValueError("to_torch: layers must be all bidirectional or all unidirectional")
+        if bidirectional:
+            if lyr.merge != "concat":
+                raise ValueError(f"to_torch: torch merges directions by concat, got merge={lyr.merge!r}")
+            directions.append((lyr.forward, lyr.backward))
+        else:
+            if lyr.reverse:
+                raise ValueError("to_torch: a lone reversed RNN has no torch equivalent")
+            directions.append((lyr,))
+    first = directions[0][0].cell
+    mode = _mode_of(first)
+    for dirs in directions:
+        for rnn in dirs:
+            c = rnn.cell
+            if _mode_of(c) != mode or c.hidden_size != first.hidden_size or getattr(c, "bias") != first.bias:
+                raise ValueError("to_torch: every layer needs the same cell type, hidden_size and bias")
+            if getattr(c, "proj_size", 0) != getattr(first, "proj_size", 0):
+                raise ValueError("to_torch: every layer needs the same proj_size")
+    kwargs = dict(
+        input_size=first.input_size,
+        hidden_size=first.hidden_size,
+        num_layers=len(layers),
+        bias=first.bias,
+        batch_first=True,
+        dropout=layer.dropout_rate if isinstance(layer, Stack) else 0.0,
+        bidirectional=bidirectional,
+    )
+    if mode == "LSTM":
+        module = torch.nn.LSTM(proj_size=first.proj_size, **kwargs)
+    elif mode == "GRU":
+        module = torch.nn.GRU(**kwargs)
+    else:
+        module = torch.nn.RNN(nonlinearity="tanh" if mode == "RNN_TANH" else "relu", **kwargs)
+
+    g, h = _GATES[mode], first.hidden_size
+    with torch.no_grad():
+        for k, dirs in enumerate(directions):
+            for rnn, suffix in zip(dirs, ("", "_reverse")):
+                p = {name: np.asarray(v[...], dtype=np.float32) for name, v in rnn.params.items()}
+                tensors = {
+                    "weight_ih": p["w"].reshape(p["w"].shape[0], g * h).T,
+                    "weight_hh": p["r"].reshape(p["r"].shape[0], g * h).T,
+                }
+                if first.bias:
+                    if mode == "GRU":
+                        tensors["bias_ih"], tensors["bias_hh"] = p["b_x"].reshape(-1), p["b_h"].reshape(-1)
+                    else:
+                        tensors["bias_ih"], tensors["bias_hh"] = p["b"].reshape(-1), np.zeros(g * h, np.float32)
+                if "w_proj" in p:
+                    tensors["weight_hr"] = p["w_proj"].T
+                for name, value in tensors.items():
+                    getattr(module, f"{name}_l{k}{suffix}").copy_(torch.tensor(np.array(value, np.float32)))
+    return module

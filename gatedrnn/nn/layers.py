@@ -1,0 +1,211 @@
+"""Flax NNX layers: thin owners of parameters that call the cells and the scan engine.
+
+Every layer is called as `outputs, carry = layer(x, seq_lengths=None, initial_carry=None)`
+with x [batch, time, input_size] and outputs [batch, time, output_size].
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from gatedrnn.cells import Cell, make_cell
+from gatedrnn.cells.base import Params, check_choice, check_positive_int
+from gatedrnn.scan import scan_cell
+
+
+def _values(tree: Any) -> Any:
+    return jax.tree.map(lambda v: v[...], tree, is_leaf=lambda v: isinstance(v, nnx.Variable))
+
+
+class RNN(nnx.Module):
+    """One recurrent layer over any cell.
+
+    `params` overrides the cell's own init (used by `gatedrnn.nn.interop`); otherwise
+    `rngs.params()` seeds `cell.init`. `dtype` is the compute dtype (e.g. bfloat16) while
+    parameters stay in `param_dtype`. `reverse`, `unroll`, `remat`, `dtype`, `vjp` and `projection_chunk` are
+    passed to `gatedrnn.scan.scan_cell` (see there); they are plain attributes, so they can be
+    changed after construction.
+    """
+
+    def __init__(
+        self,
+        cell: Cell,
+        *,
+        rngs: nnx.Rngs | None = None,
+        params: Params | None = None,
+        reverse: bool = False,
+        unroll: int | bool = 1,
+        remat: bool | int | str = False,
+        dtype: Any = None,
+        param_dtype: Any = jnp.float32,
+        vjp: str = "fused",
+        projection_chunk: int | None = 32,
+    ):
+        if params is None:
+            if rngs is None:
+                raise ValueError("RNN needs rngs (to initialise parameters) or params")
+            params = cell.init(rngs.params(), param_dtype)
+        self.cell = cell
+        self.reverse = reverse
+        self.unroll = unroll
+        self.remat = remat
+        self.dtype = dtype
+        self.vjp = vjp
+        self.projection_chunk = projection_chunk
+        self.params = nnx.data(jax.tree.map(nnx.Param, params))
+
+    @property
+    def input_size(self) -> int:
+        return self.cell.input_size
+
+    @property
+    def output_size(self) -> int:
+        return self.cell.output_size
+
+    def initial_carry(self, batch_size: int, dtype=jnp.float32):
+        return self.cell.initial_carry((batch_size,), dtype)
+
+    def __call__(self, x, seq_lengths=None, initial_carry=None):
+        """x [batch, time, input_size] -> (outputs [batch, time, output_size], carry)."""
+        return scan_cell(
+            self.cell,
+            _values(self.params),
+            x,
+            initial_carry=initial_carry,
+            seq_lengths=seq_lengths,
+            reverse=self.reverse,
+            unroll=self.unroll,
+            remat=self.remat,
+            dtype=self.dtype,
+            vjp=self.vjp,
+            projection_chunk=self.projection_chunk,
+        )
+
+
+MERGES: dict[str, Callable[[jax.Array, jax.Array], jax.Array]] = {
+    "concat": lambda a, b: jnp.concatenate([a, b], axis=-1),
+    "sum": lambda a, b: a + b,
+    "mean": lambda a, b: (a + b) * 0.5,
+    "product": lambda a, b: a * b,
+}
+
+
+class Bidirectional(nnx.Module):
+    """A forward and a backward RNN over the same input, merged per step.
+
+    The backward layer reads each sequence in reverse within its own length. The carry is
+    (forward_carry, backward_carry); `initial_carry`, if given, is such a pair.
+    """
+
+    def __init__(self, forward: RNN, backward: RNN, merge: str = "concat"):
+        check_choice("Bidirectional", "merge", merge, MERGES)
+        if forward.reverse or not backward.reverse:
+            raise ValueError("Bidirectional needs forward.reverse=False and backward.reverse=True")
+        if forward.input_size != backward.input_size or forward.output_size != backward.output_size:
+            raise ValueError("Bidirectional needs forward and backward layers of the same sizes")
+        self.forward = forward
+        self.backward = backward
+        self.merge = merge
+
+    @property
+    def input_size(self) -> int:
+        return self.forward.input_size
+
+    @property
+    def output_size(self) -> int:
+        return self.forward.output_size * (2 if self.merge == "concat" else 1)
+
+    def initial_carry(self, batch_size: int, dtype=jnp.float32):
+        return (self.forward.initial_carry(batch_size, dtype), self.backward.initial_carry(batch_size, dtype))
+
+    def __call__(self, x, seq_lengths=None, initial_carry=None):
+        carry_f, carry_b = (None, None) if initial_carry is None else initial_carry
+        y_f, carry_f = self.forward(x, seq_lengths=seq_lengths, initial_carry=carry_f)
+        y_b, carry_b = self.backward(x, seq_lengths=seq_lengths, initial_carry=carry_b)
+        return MERGES[self.merge](y_f, y_b), (carry_f, carry_b)
+
+
+class Stack(nnx.Module):
+    """Layers applied in turn, with dropout between layers and optional residual connections.
+
+    The carry is a list with one entry per layer. Residual connections (x + layer(x)) apply
+    to every layer whose input and output sizes agree. Dropout (between layers, not after
+    the last, as in PyTorch) is active in `train()` mode and off after `.eval()`.
+    """
+
+    def __init__(self, layers, *, dropout: float = 0.0, residual: bool = False, rngs: nnx.Rngs | None = None):
+        layers = list(layers)
+        if not layers:
+            raise ValueError("Stack needs at least one layer")
+        for below, above in zip(layers, layers[1:]):
+            if below.output_size != above.input_size:
+                raise ValueError(f"Stack: a layer of output size {below.output_size} feeds one of input size {above.input_size}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"Stack.dropout must lie in [0, 1), got {dropout!r}")
+        self.layers = nnx.List(layers)
+        self.residual = residual
+        self.dropout_rate = dropout
+        self.dropout = nnx.Dropout(dropout, rngs=rngs) if dropout > 0 else None
+
+    @property
+    def input_size(self) -> int:
+        return self.layers[0].input_size
+
+    @property
+    def output_size(self) -> int:
+        return self.layers[-1].output_size
+
+    def initial_carry(self, batch_size: int, dtype=jnp.float32):
+        return [layer.initial_carry(batch_size, dtype) for layer in self.layers]
+
+    def __call__(self, x, seq_lengths=None, initial_carry=None):
+        carries = []
+        for k, layer in enumerate(self.layers):
+            if k > 0 and self.dropout is not None:
+                x = self.dropout(x)
+            y, carry = layer(x, seq_lengths=seq_lengths, initial_carry=None if initial_carry is None else initial_carry[k])
+            x = x + y if self.residual and layer.input_size == layer.output_size else y
+            carries.append(carry)
+        return x, carries
+
+
+def build_rnn(
+    cell: str,
+    input_size: int,
+    hidden_size: int,
+    *,
+    rngs: nnx.Rngs,
+    num_layers: int = 1,
+    bidirectional: bool = False,
+    merge: str = "concat",
+    dropout: float = 0.0,
+    residual: bool = False,
+    unroll: int | bool = 1,
+    remat: bool | int | str = False,
+    dtype: Any = None,
+    vjp: str = "fused",
+    **cell_options,
+) -> Stack:
+    """A `Stack` of `num_layers` layers of a registered cell, optionally bidirectional.
+
+    Example:
+      rnn = build_rnn("lstm", 8, 32, num_layers=2, bidirectional=True, rngs=nnx.Rngs(0))
+      outputs, carries = rnn(x, seq_lengths=lengths)   # x [b, t, 8] -> outputs [b, t, 64]
+    """
+    check_positive_int("model", "num_layers", num_layers)
+    layers = []
+    size = input_size
+    for _ in range(num_layers):
+        cell_def = make_cell(cell, size, hidden_size, **cell_options)
+        kw = dict(rngs=rngs, unroll=unroll, remat=remat, dtype=dtype, vjp=vjp)
+        if bidirectional:
+            layer = Bidirectional(RNN(cell_def, **kw), RNN(cell_def, reverse=True, **kw), merge=merge)
+        else:
+            layer = RNN(cell_def, **kw)
+        layers.append(layer)
+        size = layer.output_size
+    return Stack(layers, dropout=dropout, residual=residual, rngs=rngs)

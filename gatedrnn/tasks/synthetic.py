@@ -1,0 +1,150 @@
+"""Synthetic memory and state-tracking tasks, generated from (seed, step) like the adding problem.
+
+Shapes: b batch, t time, v vocabulary (token ids are the inputs; the model embeds them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Mapping
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from gatedrnn import losses
+from gatedrnn.validation import check_choice, check_positive
+from gatedrnn.tasks.data import EVAL_STREAM, TRAIN_STREAM, stream_rng
+
+Batch = dict[str, np.ndarray]
+
+
+def _constant_pair(value: float, count: jax.Array) -> jax.Array:
+    """[value * count, count]: a per-token constant as a metric sum."""
+    count = jnp.asarray(count, jnp.float32)
+    return jnp.stack([count * jnp.float32(value), count])
+
+
+@dataclasses.dataclass(frozen=True)
+class CopyMemoryTask:
+    """The copy memory problem (Arjovsky, Shah & Bengio 2016, section 4.2).
+
+    Tokens: 0 blank, 1..8 symbols, 9 delimiter. Input [b, T + 20]: 10 symbols drawn uniformly
+    from the 8, then T - 1 blanks, the delimiter, and 10 blanks. Target [b, T + 20]: blanks for
+    the first T + 10 steps, then the 10 symbols. A memoryless model predicts blank for T + 10
+    steps and a uniform guess over the 8 symbols for the last 10: cross-entropy
+    10 log 8 / (T + 20) per step (`baseline_loss`), the number to beat.
+    """
+
+    seq_len: int  # T
+
+    num_symbols = 8
+    copy_len = 10
+    blank, delimiter = 0, 9
+    vocab_size = 10
+    input_size = 10  # unused: the model embeds the tokens
+    output_size = 10
+    readout = "all"
+
+    def __post_init__(self):
+        check_positive("data.seq_len", self.seq_len)
+
+    @classmethod
+    def from_config(cls, config: ml_collections.ConfigDict) -> "CopyMemoryTask":
+        return cls(seq_len=config.data.seq_len)
+
+    @property
+    def baseline(self) -> float:
+        return self.copy_len * math.log(self.num_symbols) / (self.seq_len + 2 * self.copy_len)
+
+    def _batch(self, rng: np.random.Generator, batch_size: int) -> Batch:
+        t, k = self.seq_len, self.copy_len
+        symbols = rng.integers(1, self.num_symbols + 1, (batch_size, k)).astype(np.int32)
+        inputs = np.zeros((batch_size, t + 2 * k), np.int32)
+        inputs[:, :k] = symbols
+        inputs[:, t + k - 1] = self.delimiter
+        targets = np.zeros_like(inputs)
+        targets[:, t + k:] = symbols
+        return {"inputs": inputs, "targets": targets}
+
+    def train_batch(self, seed: int, step: int, batch_size: int) -> Batch:
+        return self._batch(stream_rng(seed, TRAIN_STREAM, step), batch_size)
+
+    def eval_batch(self, seed: int, index: int, batch_size: int) -> Batch:
+        return self._batch(stream_rng(seed, EVAL_STREAM, index), batch_size)
+
+    def metrics(self, outputs: jax.Array, batch: Mapping[str, jax.Array]) -> tuple[jax.Array, losses.Sums]:
+        """outputs [b, T + 20, 10]: `loss` per step over the whole sequence (the paper's),
+        `copy_accuracy` over the 10 recalled symbols, `baseline_loss` 10 log 8 / (T + 20)."""
+        targets = batch["targets"]
+        loss, sums = losses.language_model_metrics(outputs, targets)
+        sums.pop("nll")  # not a language model: no perplexity or bits per character
+        recall = jnp.zeros(targets.shape, jnp.float32).at[:, -self.copy_len:].set(1.0)
+        _, recalled = losses.language_model_metrics(outputs, targets, recall)
+        sums["copy_accuracy"] = recalled["accuracy"]
+        sums["baseline_loss"] = _constant_pair(self.baseline, sums["loss"][1])
+        return loss, sums
+
+
+LABELS = ("every_step", "last")
+
+
+@dataclasses.dataclass(frozen=True)
+class ParityTask:
+    """Parity, a state-tracking task: input bits [b, T]; the target is the parity (XOR) of the
+    bits so far, at every step (`labels="every_step"`, readout "all") or only at the end
+    (`labels="last"`). No function of the current input alone beats chance: accuracy 0.5,
+    cross-entropy ln 2 = 0.693 (`baseline_loss`). A two-state automaton solves it at any
+    length; linear recurrences with positive diagonal transitions (e.g. minGRU) cannot
+    (Grazzi et al. 2024), which makes it a test of what a cell can track.
+
+    `eval_seq_len` (0: the training T) scores length generalisation on longer sequences.
+    """
+
+    seq_len: int
+    labels: str = "every_step"
+    eval_seq_len: int = 0
+
+    vocab_size = 2
+    input_size = 2  # unused: the model embeds the bits
+    output_size = 2
+    baseline = math.log(2.0)
+
+    def __post_init__(self):
+        check_positive("data.seq_len", self.seq_len)
+        check_choice("data.labels", self.labels, LABELS)
+        if isinstance(self.eval_seq_len, bool) or not isinstance(self.eval_seq_len, int) or self.eval_seq_len < 0:
+            raise ValueError("data.eval_seq_len must be a non-negative integer (0: data.seq_len), "
+                             f"got {self.eval_seq_len!r}")
+
+    @classmethod
+    def from_config(cls, config: ml_collections.ConfigDict) -> "ParityTask":
+        d = config.data
+        return cls(seq_len=d.seq_len, labels=d.get("labels", "every_step"), eval_seq_len=d.get("eval_seq_len", 0))
+
+    @property
+    def readout(self) -> str:
+        return "all" if self.labels == "every_step" else "last"
+
+    def _batch(self, rng: np.random.Generator, batch_size: int, t: int) -> Batch:
+        bits = rng.integers(0, 2, (batch_size, t)).astype(np.int32)
+        running = (np.cumsum(bits, axis=1) % 2).astype(np.int32)
+        return {"inputs": bits, "targets": running if self.labels == "every_step" else running[:, -1]}
+
+    def train_batch(self, seed: int, step: int, batch_size: int) -> Batch:
+        return self._batch(stream_rng(seed, TRAIN_STREAM, step), batch_size, self.seq_len)
+
+    def eval_batch(self, seed: int, index: int, batch_size: int) -> Batch:
+        return self._batch(stream_rng(seed, EVAL_STREAM, index), batch_size, self.eval_seq_len or self.seq_len)
+
+    def metrics(self, outputs: jax.Array, batch: Mapping[str, jax.Array]) -> tuple[jax.Array, losses.Sums]:
+        """outputs [b, t, 2] or [b, 2]: cross-entropy, accuracy, and ln 2 as `baseline_loss`."""
+        if self.labels == "every_step":
+            loss, sums = losses.language_model_metrics(outputs, batch["targets"])
+            sums.pop("nll")  # not a language model: no perplexity or bits per character
+        else:
+            loss, sums = losses.classification_metrics(outputs, batch["targets"])
+        sums["baseline_loss"] = _constant_pair(self.baseline, sums["loss"][1])
+        return loss, sums

@@ -1,0 +1,110 @@
+"""NNX layers: RNN, Bidirectional (every merge), Stack (dropout, residual), against the engine."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from gatedrnn import GRU, LSTM, RNN, Bidirectional, Stack, build_rnn, scan_cell
+from gatedrnn.nn.layers import MERGES
+
+LENGTHS = jnp.array([6, 2, 4])
+X = jax.random.normal(jax.random.key(0), (3, 6, 4))
+
+
+def _values(module):
+    return jax.tree.map(lambda v: v[...], module.params, is_leaf=lambda v: isinstance(v, nnx.Variable))
+
+
+@pytest.mark.parametrize("merge", sorted(MERGES))
+def test_bidirectional_merges_forward_and_within_length_reversed_passes(merge):
+    cell = GRU(4, 5)
+    layer = Bidirectional(RNN(cell, rngs=nnx.Rngs(0)), RNN(cell, rngs=nnx.Rngs(1), reverse=True), merge=merge)
+    out, (carry_f, carry_b) = layer(X, seq_lengths=LENGTHS)
+    y_f, want_cf = scan_cell(cell, _values(layer.forward), X, seq_lengths=LENGTHS)
+    # backward by hand: reverse each sequence within its length, run forwards, reverse back
+    y_b = np.zeros_like(y_f)
+    for b, n in enumerate(np.asarray(LENGTHS)):
+        seq = X[b:b + 1, :n][:, ::-1]
+        yb, cb = scan_cell(cell, _values(layer.backward), seq)
+        y_b[b, :n] = np.asarray(yb[0, ::-1])
+        np.testing.assert_allclose(carry_b[b], cb[0], atol=1e-6)
+    want = {"concat": np.concatenate([y_f, y_b], -1), "sum": y_f + y_b, "mean": (y_f + y_b) / 2, "product": y_f * y_b}
+    np.testing.assert_allclose(out, want[merge], atol=1e-6)
+    np.testing.assert_allclose(carry_f, want_cf, atol=1e-6)
+    assert layer.output_size == out.shape[-1]
+
+
+def test_stack_feeds_layers_in_turn_and_returns_every_carry():
+    rnn = build_rnn("lstm", 4, 5, num_layers=3, rngs=nnx.Rngs(0), proj_size=4)
+    out, carries = rnn(X, seq_lengths=LENGTHS)
+    h = X
+    for layer, carry in zip(rnn.layers, carries):
+        h, want = scan_cell(layer.cell, _values(layer), h, seq_lengths=LENGTHS)
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), carry, want)
+    np.testing.assert_allclose(out, h, atol=1e-6)
+
+
+def test_stack_residual_adds_inputs_where_sizes_agree():
+    rnn = build_rnn("gru", 4, 4, num_layers=2, residual=True, rngs=nnx.Rngs(0))
+    plain = Stack(list(rnn.layers))
+    h = X
+    for layer in rnn.layers:
+        h = h + layer(h, seq_lengths=LENGTHS)[0]
+    np.testing.assert_allclose(rnn(X, seq_lengths=LENGTHS)[0], h, atol=1e-6)
+    assert not np.allclose(plain(X)[0], rnn(X)[0])
+
+
+def test_stack_dropout_is_between_layers_and_off_in_eval():
+    rnn = build_rnn("gru", 4, 5, num_layers=2, dropout=0.5, rngs=nnx.Rngs(0, dropout=1))
+    no_dropout = Stack(list(rnn.layers))
+    rnn.train()
+    a, b = rnn(X)[0], rnn(X)[0]
+    assert not np.allclose(a, b)  # fresh masks per call
+    assert not np.allclose(a, no_dropout(X)[0])
+    rnn.eval()
+    np.testing.assert_allclose(rnn(X)[0], no_dropout(X)[0], atol=1e-6)
+
+
+def test_initial_carry_flows_to_each_layer():
+    rnn = build_rnn("lstm", 4, 5, num_layers=2, bidirectional=True, rngs=nnx.Rngs(0))
+    carry0 = jax.tree.map(lambda z: z + 0.5, rnn.initial_carry(3))
+    out0, _ = rnn(X, initial_carry=carry0)
+    out_zero, _ = rnn(X, initial_carry=rnn.initial_carry(3))
+    np.testing.assert_allclose(out_zero, rnn(X)[0], atol=1e-6)
+    assert not np.allclose(out0, out_zero)
+
+
+def test_bfloat16_layer_keeps_float32_params():
+    rnn = build_rnn("lstm", 4, 5, num_layers=2, dtype=jnp.bfloat16, rngs=nnx.Rngs(0))
+    out, _ = rnn(X)
+    assert out.dtype == jnp.bfloat16
+    assert all(v.dtype == jnp.float32 for v in jax.tree.leaves(nnx.state(rnn, nnx.Param)))
+
+
+def test_nnx_jit_and_grad_through_a_stack():
+    rnn = build_rnn("lstm", 4, 5, num_layers=2, bidirectional=True, rngs=nnx.Rngs(0))
+
+    def loss(model, x, n):
+        return jnp.mean(model(x, seq_lengths=n)[0] ** 2)
+
+    eager = loss(rnn, X, LENGTHS)
+    value, grads = nnx.jit(nnx.value_and_grad(loss))(rnn, X, LENGTHS)
+    np.testing.assert_allclose(value, eager, rtol=1e-6)
+    assert all(bool(jnp.any(g != 0)) for g in jax.tree.leaves(grads))
+
+
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        (lambda: build_rnn("gru", 4, 5, merge="max", bidirectional=True, rngs=nnx.Rngs(0)), "merge='max' is not valid"),
+        (lambda: build_rnn("gru", 4, 5, num_layers=0, rngs=nnx.Rngs(0)), "num_layers must be a positive integer"),
+        (lambda: build_rnn("gru", 4, 5, dropout=1.5, rngs=nnx.Rngs(0)), r"dropout must lie in \[0, 1\), got 1.5"),
+        (lambda: Stack([RNN(LSTM(4, 5), rngs=nnx.Rngs(0)), RNN(LSTM(6, 5), rngs=nnx.Rngs(0))]), "output size 5 feeds one of input size 6"),
+        (lambda: RNN(LSTM(4, 5)), "RNN needs rngs"),
+    ],
+)
+def test_bad_layer_arguments_are_named(build, message):
+    with pytest.raises(ValueError, match=message):
+        build()
