@@ -16,7 +16,7 @@ import jax.extend.core
 import jax.numpy as jnp
 import numpy as np
 
-from gatedrnn.cells.base import Cell, Carry, Params, gate_matmul
+from gatedrnn.cells.base import Carry, Cell, Params, gate_matmul
 
 VJPS = ("fused", "replay", "autodiff")
 

@@ -11,6 +11,7 @@ import ast
 import os
 
 import pytest
+
 from paths import REPO
 
 FLOORS = ["validation", "losses", "cells", "scan", "nn", "tasks", "train", "lab"]

@@ -4,9 +4,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from zoo import ZOO
 
 from gatedrnn import GRU, LSTM, flip_sequences, scan_cell
+
+from zoo import ZOO
 
 LENGTHS = jnp.array([7, 3, 0, 5])
 

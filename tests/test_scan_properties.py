@@ -7,9 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
-from zoo import ZOO
 
 from gatedrnn import flip_sequences, scan_cell
+
+from zoo import ZOO
 
 BATCH, TIME = 3, 6
 CELLS = ["lstm_everything", "lstm_peephole", "gru", "gru_cho", "mgu", "ugrnn", "mingru", "rnn_relu"]

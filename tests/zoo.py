@@ -1,8 +1,8 @@
 """Every cell configuration the tests sweep, each with its NumPy reference."""
 
-import numpy_reference as ref
-
 from gatedrnn import GRU, LSTM, MGU, UGRNN, ElmanRNN, MinGRU
+
+import numpy_reference as ref
 
 D, H = 3, 5
 

@@ -1,10 +1,11 @@
 """The cell zoo: pure-function recurrent cells (see `gatedrnn.cells.base` for the contract)."""
 
-from gatedrnn.cells.base import Cell, check_choice
+from gatedrnn.cells.base import Cell
 from gatedrnn.cells.gru import GRU
 from gatedrnn.cells.lstm import LSTM, LSTMCarry
 from gatedrnn.cells.minimal import MGU, UGRNN, MinGRU
 from gatedrnn.cells.rnn import ElmanRNN
+from gatedrnn.validation import check_choice
 
 CELLS: dict[str, type[Cell]] = {
     "rnn": ElmanRNN,
@@ -18,7 +19,7 @@ CELLS: dict[str, type[Cell]] = {
 
 def make_cell(name: str, input_size: int, hidden_size: int, **options) -> Cell:
     """Builds a registered cell by name, e.g. make_cell("lstm", 8, 32, peephole=True)."""
-    check_choice("model", "cell", name, CELLS)
+    check_choice("model.cell", name, CELLS)
     return CELLS[name](input_size=input_size, hidden_size=hidden_size, **options)
 
 

@@ -42,18 +42,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from gatedrnn.validation import check_positive
+
 Params = dict[str, Any]
 Carry = Any
-
-
-def check_positive_int(owner: str, name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{owner}.{name} must be a positive integer, got {value!r}")
-
-
-def check_choice(owner: str, name: str, value: Any, valid) -> None:
-    if value not in valid:
-        raise ValueError(f"{owner}.{name}={value!r} is not valid; choose one of {sorted(valid)}")
 
 
 def uniform(key: jax.Array, shape: tuple[int, ...], scale: float, dtype) -> jax.Array:
@@ -99,8 +91,8 @@ class Cell:
 
     def __post_init__(self):
         name = type(self).__name__
-        check_positive_int(name, "input_size", self.input_size)
-        check_positive_int(name, "hidden_size", self.hidden_size)
+        check_positive(f"{name}.input_size", self.input_size)
+        check_positive(f"{name}.hidden_size", self.hidden_size)
 
     @property
     def output_size(self) -> int:

@@ -8,7 +8,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gatedrnn.cells.base import Cell, Params, check_positive_int, expand, gate_matmul, layer_norm, uniform
+from gatedrnn.cells.base import Cell, Params, expand, gate_matmul, layer_norm, uniform
+from gatedrnn.validation import check_positive
 
 
 class LSTMCarry(NamedTuple):
@@ -60,7 +61,7 @@ class LSTM(Cell):
     def __post_init__(self):
         super().__post_init__()
         if self.proj_size:
-            check_positive_int("LSTM", "proj_size", self.proj_size)
+            check_positive("LSTM.proj_size", self.proj_size)
         if self.cifg and not (self.input_gate and self.forget_gate):
             raise ValueError("LSTM.cifg=True couples the input gate to the forget gate: it needs input_gate and forget_gate")
 

@@ -7,7 +7,8 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from gatedrnn.cells.base import Cell, Params, check_choice, expand, gate_matmul, uniform
+from gatedrnn.cells.base import Cell, Params, expand, gate_matmul, uniform
+from gatedrnn.validation import check_choice
 
 ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu}
 
@@ -26,7 +27,7 @@ class ElmanRNN(Cell):
 
     def __post_init__(self):
         super().__post_init__()
-        check_choice("ElmanRNN", "nonlinearity", self.nonlinearity, ACTIVATIONS)
+        check_choice("ElmanRNN.nonlinearity", self.nonlinearity, ACTIVATIONS)
 
     def init(self, key, dtype=jnp.float32) -> Params:
         kw, kr, kb = jax.random.split(key, 3)

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from gatedrnn.cells.base import check_choice, check_positive_int
+from gatedrnn.validation import check_choice, check_positive
 
 
 class Memory(NamedTuple):
@@ -163,7 +163,7 @@ class AdditiveAttention(_Attention):
 
     def __init__(self, query_size: int, key_size: int, attention_size: int, *, rngs: nnx.Rngs):
         for name, value in (("query_size", query_size), ("key_size", key_size), ("attention_size", attention_size)):
-            check_positive_int("AdditiveAttention", name, value)
+            check_positive(f"AdditiveAttention.{name}", value)
         self.query_proj = nnx.Linear(query_size, attention_size, use_bias=False, rngs=rngs)
         self.key_proj = nnx.Linear(key_size, attention_size, rngs=rngs)
         self.v = nnx.Param(nnx.initializers.lecun_normal()(rngs.params(), (attention_size, 1))[:, 0])
@@ -190,9 +190,9 @@ class LuongAttention(_Attention):
 
     def __init__(self, query_size: int, key_size: int, score: str = "general", *, attention_size: int | None = None,
                  rngs: nnx.Rngs):
-        check_choice("LuongAttention", "score", score, LUONG_SCORES)
-        check_positive_int("LuongAttention", "query_size", query_size)
-        check_positive_int("LuongAttention", "key_size", key_size)
+        check_choice("LuongAttention.score", score, LUONG_SCORES)
+        check_positive("LuongAttention.query_size", query_size)
+        check_positive("LuongAttention.key_size", key_size)
         if score == "dot" and query_size != key_size:
             raise ValueError(f"LuongAttention score='dot' needs query_size == key_size, got {query_size} and {key_size}")
         self.score = score
@@ -226,7 +226,7 @@ class MultiHeadAttention(nnx.Module):
                  value_size: int | None = None, out_size: int | None = None, rngs: nnx.Rngs):
         for name, value in (("query_size", query_size), ("key_size", key_size), ("num_heads", num_heads),
                             ("head_size", head_size)):
-            check_positive_int("MultiHeadAttention", name, value)
+            check_positive(f"MultiHeadAttention.{name}", value)
         value_size = value_size or key_size
         out_size = out_size or query_size
         self.num_heads, self.head_size = num_heads, head_size
@@ -260,7 +260,7 @@ def make_attention(kind: str, query_size: int, key_size: int, *, rngs: nnx.Rngs,
     Every result has prepare/attend/__call__; its context has key_size features when the values
     are the keys (multihead projects its output back to key_size).
     """
-    check_choice("model", "attention", kind, ATTENTIONS)
+    check_choice("model.attention", kind, ATTENTIONS)
     size = attention_size or query_size
     if kind == "additive":
         return AdditiveAttention(query_size, key_size, size, rngs=rngs)

@@ -17,8 +17,8 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from gatedrnn.cells.base import check_positive_int
 from gatedrnn.nn.encoder import SequenceEncoder, sequence_mask
+from gatedrnn.validation import check_positive
 
 
 class CTCDecoded(NamedTuple):
@@ -74,7 +74,7 @@ class CTCModel(nnx.Module):
 
     def __init__(self, cell: str, hidden_size: int, num_classes: int, *, rngs: nnx.Rngs, blank_id: int = 0,
                  bidirectional: bool = True, **encoder_options: Any):
-        check_positive_int("CTCModel", "num_classes", num_classes)
+        check_positive("CTCModel.num_classes", num_classes)
         if num_classes < 2:
             raise ValueError(f"CTCModel.num_classes must count the blank and at least one label (>= 2), got {num_classes}")
         if not 0 <= blank_id < num_classes:

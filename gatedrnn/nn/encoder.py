@@ -12,8 +12,8 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from gatedrnn.cells.base import check_positive_int
 from gatedrnn.nn.layers import build_rnn
+from gatedrnn.validation import check_positive
 
 
 class SequenceEncoder(nnx.Module):
@@ -35,12 +35,12 @@ class SequenceEncoder(nnx.Module):
             raise ValueError(f"give exactly one of input_size (features) or vocab_size (tokens), got "
                              f"input_size={input_size!r} vocab_size={vocab_size!r}")
         if vocab_size is not None:
-            check_positive_int("SequenceEncoder", "vocab_size", vocab_size)
+            check_positive("SequenceEncoder.vocab_size", vocab_size)
             embed_size = embed_size or hidden_size
             self.embed = nnx.Embed(vocab_size, embed_size, rngs=rngs)
             input_size = embed_size
         else:
-            check_positive_int("SequenceEncoder", "input_size", input_size)
+            check_positive("SequenceEncoder.input_size", input_size)
             self.embed = None
         self.vocab_size = vocab_size
         self.rnn = build_rnn(cell, input_size, hidden_size, rngs=rngs, num_layers=num_layers,

@@ -23,8 +23,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from gatedrnn.nn.attention import masked_softmax
-from gatedrnn.cells.base import check_choice, check_positive_int
 from gatedrnn.nn.encoder import SequenceEncoder, sequence_mask
+from gatedrnn.validation import check_choice, check_positive
 
 
 def _lengths(x: jax.Array, seq_lengths) -> jax.Array:
@@ -67,7 +67,7 @@ class AttentionPool(nnx.Module):
     """Attention pooling: a_t = softmax over valid t of v^T tanh(W x_t + b); pooled = sum_t a_t x_t."""
 
     def __init__(self, size: int, attention_size: int | None = None, *, rngs: nnx.Rngs):
-        check_positive_int("AttentionPool", "size", size)
+        check_positive("AttentionPool.size", size)
         a = attention_size or size
         self.proj = nnx.Linear(size, a, rngs=rngs)
         self.v = nnx.Linear(a, 1, use_bias=False, rngs=rngs)
@@ -86,7 +86,7 @@ class Pool(nnx.Module):
     """Pooling by name ("last", "mean", "max", "attention"): [b, t, h] + lengths -> [b, h]."""
 
     def __init__(self, kind: str, size: int, *, rngs: nnx.Rngs):
-        check_choice("model", "pooling", kind, POOLING_CHOICES)
+        check_choice("model.pooling", kind, POOLING_CHOICES)
         self.kind = kind
         self.attention = AttentionPool(size, rngs=rngs) if kind == "attention" else None
 
@@ -109,7 +109,7 @@ class SequenceClassifier(nnx.Module):
 
     def __init__(self, cell: str, hidden_size: int, num_classes: int, *, rngs: nnx.Rngs, pooling: str = "last",
                  **encoder_options: Any):
-        check_positive_int("SequenceClassifier", "num_classes", num_classes)
+        check_positive("SequenceClassifier.num_classes", num_classes)
         self.encoder = SequenceEncoder(cell, hidden_size, rngs=rngs, **encoder_options)
         self.pool = Pool(pooling, self.encoder.output_size, rngs=rngs)
         self.head = nnx.Linear(self.encoder.output_size, num_classes, rngs=rngs)
@@ -140,7 +140,7 @@ class Tagger(nnx.Module):
 
     def __init__(self, cell: str, hidden_size: int, num_tags: int, *, rngs: nnx.Rngs, bidirectional: bool = True,
                  **encoder_options: Any):
-        check_positive_int("Tagger", "num_tags", num_tags)
+        check_positive("Tagger.num_tags", num_tags)
         self.encoder = SequenceEncoder(cell, hidden_size, rngs=rngs, bidirectional=bidirectional, **encoder_options)
         self.head = nnx.Linear(self.encoder.output_size, num_tags, rngs=rngs)
 

@@ -13,8 +13,9 @@ import jax.numpy as jnp
 from flax import nnx
 
 from gatedrnn.cells import Cell, make_cell
-from gatedrnn.cells.base import Params, check_choice, check_positive_int
+from gatedrnn.cells.base import Params
 from gatedrnn.scan import scan_cell
+from gatedrnn.validation import check_choice, check_positive
 
 
 def _values(tree: Any) -> Any:
@@ -102,7 +103,7 @@ class Bidirectional(nnx.Module):
     """
 
     def __init__(self, forward: RNN, backward: RNN, merge: str = "concat"):
-        check_choice("Bidirectional", "merge", merge, MERGES)
+        check_choice("Bidirectional.merge", merge, MERGES)
         if forward.reverse or not backward.reverse:
             raise ValueError("Bidirectional needs forward.reverse=False and backward.reverse=True")
         if forward.input_size != backward.input_size or forward.output_size != backward.output_size:
@@ -196,7 +197,7 @@ def build_rnn(
       rnn = build_rnn("lstm", 8, 32, num_layers=2, bidirectional=True, rngs=nnx.Rngs(0))
       outputs, carries = rnn(x, seq_lengths=lengths)   # x [b, t, 8] -> outputs [b, t, 64]
     """
-    check_positive_int("model", "num_layers", num_layers)
+    check_positive("model.num_layers", num_layers)
     layers = []
     size = input_size
     for _ in range(num_layers):

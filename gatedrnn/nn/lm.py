@@ -21,16 +21,16 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from gatedrnn.cells.base import check_positive_int
 from gatedrnn.nn.encoder import SequenceEncoder
 from gatedrnn.nn.heads import last_pool
+from gatedrnn.validation import check_positive
 
 
 def _check_sampling(temperature, top_k, top_p) -> None:
     if isinstance(temperature, (int, float)) and not temperature > 0:
         raise ValueError(f"temperature must be > 0 (use top_k=1 for greedy), got {temperature}")
     if top_k is not None:
-        check_positive_int("sampling", "top_k", top_k)
+        check_positive("sampling.top_k", top_k)
     if top_p is not None and isinstance(top_p, (int, float)) and not 0 < top_p <= 1:
         raise ValueError(f"top_p must lie in (0, 1], got {top_p}")
 
@@ -67,7 +67,7 @@ def generate_tokens(step: Callable, key: jax.Array, logits: jax.Array, carry: An
     step(token [b], carry) -> (logits [b, v], carry); `logits` [b, v] predict the first token.
     Returns tokens [b, num_steps]; after a sequence emits `eos_id` it emits `pad_id`.
     """
-    check_positive_int("generate", "num_steps", num_steps)
+    check_positive("generate.num_steps", num_steps)
     _check_sampling(temperature, top_k, top_p)
     b = logits.shape[0]
 
@@ -136,7 +136,7 @@ class OneToMany(nnx.Module):
 
     def __init__(self, cell: str, hidden_size: int, vocab_size: int, condition_size: int, *, rngs: nnx.Rngs,
                  bos_id: int = 1, **lm_options: Any):
-        check_positive_int("OneToMany", "condition_size", condition_size)
+        check_positive("OneToMany.condition_size", condition_size)
         if not 0 <= bos_id < vocab_size:
             raise ValueError(f"OneToMany.bos_id={bos_id} must lie in [0, vocab_size={vocab_size})")
         self.decoder = LanguageModel(cell, hidden_size, vocab_size, rngs=rngs, **lm_options)

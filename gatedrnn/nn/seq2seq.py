@@ -34,12 +34,12 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from gatedrnn.nn.attention import Memory, make_attention
 from gatedrnn.cells import make_cell
-from gatedrnn.cells.base import check_choice, check_positive_int
+from gatedrnn.nn.attention import Memory, make_attention
 from gatedrnn.nn.encoder import SequenceEncoder, sequence_mask
 from gatedrnn.nn.heads import mean_pool
 from gatedrnn.nn.layers import RNN
+from gatedrnn.validation import check_choice, check_positive
 
 
 def param_values(module_params: Any) -> Any:
@@ -84,14 +84,14 @@ class Seq2Seq(nnx.Module):
                  encoder_layers: int = 1, bidirectional: bool = True, attention: str = "general",
                  input_feeding: bool = True, style: str = "luong", num_heads: int = 2, pad_id: int = 0, bos_id: int = 1, eos_id: int = 2,
                  **cell_options: Any):
-        check_positive_int("Seq2Seq", "target_vocab", target_vocab)
+        check_positive("Seq2Seq.target_vocab", target_vocab)
         ids = {"pad_id": pad_id, "bos_id": bos_id, "eos_id": eos_id}
         for name, value in ids.items():
             if not 0 <= value < target_vocab:
                 raise ValueError(f"Seq2Seq.{name}={value} must lie in [0, target_vocab={target_vocab})")
         if len(set(ids.values())) != 3:
             raise ValueError(f"Seq2Seq needs distinct pad/bos/eos ids, got {ids}")
-        check_choice("Seq2Seq", "style", style, STYLES)
+        check_choice("Seq2Seq.style", style, STYLES)
         if style == "bahdanau" and not input_feeding:
             raise ValueError("Seq2Seq style='bahdanau' always feeds the context to the cell; input_feeding=False is luong only")
         embed_size = embed_size or hidden_size
@@ -192,7 +192,7 @@ class Seq2Seq(nnx.Module):
 
     def greedy_decode(self, src, src_lengths, max_length: int) -> Decoded:
         """Picks argmax p(y_t | y_<t, x) at each step until eos or max_length."""
-        check_positive_int("greedy_decode", "max_length", max_length)
+        check_positive("greedy_decode.max_length", max_length)
         memory, state = self.encode(src, src_lengths)
         b = state.feed.shape[0]
         _, w0 = self.attention.attend(memory, jnp.zeros((b, self.decoder.output_size)))  # for its shape
@@ -233,8 +233,8 @@ class Seq2Seq(nnx.Module):
         survive (GNMT length normalization with `alpha`; alpha = 0 ranks by total log p).
         With beam_size = 1 this is exactly greedy decoding.
         """
-        check_positive_int("beam_search", "beam_size", beam_size)
-        check_positive_int("beam_search", "max_length", max_length)
+        check_positive("beam_search.beam_size", beam_size)
+        check_positive("beam_search.max_length", max_length)
         if alpha < 0:
             raise ValueError(f"beam_search alpha must be >= 0, got {alpha}")
         k, v = beam_size, self.target_vocab

@@ -25,9 +25,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from gatedrnn.cells.base import Cell, Params, WrappedCell, check_positive_int, gate_matmul
+from gatedrnn.cells.base import Cell, Params, WrappedCell, gate_matmul
 from gatedrnn.nn.layers import RNN, Bidirectional, Stack
 from gatedrnn.scan import scan_cell
+from gatedrnn.validation import check_positive
 
 
 def param_values(module_params: Any) -> Any:
@@ -130,7 +131,7 @@ class StatefulRNN(nnx.Module):
 
     def __init__(self, layer: RNN | Stack, batch_size: int):
         _rnn_layers(layer)
-        check_positive_int("StatefulRNN", "batch_size", batch_size)
+        check_positive("StatefulRNN.batch_size", batch_size)
         self.layer = layer
         self.batch_size = batch_size
         self.state = nnx.data(jax.tree.map(RecurrentState, layer.initial_carry(batch_size)))
@@ -158,7 +159,7 @@ class StatefulRNN(nnx.Module):
 
 def split_chunks(xs: jax.Array, chunk_length: int) -> list[jax.Array]:
     """[b, T, ...] -> [b, chunk_length, ...] pieces along time (the last may be shorter)."""
-    check_positive_int("split_chunks", "chunk_length", chunk_length)
+    check_positive("split_chunks.chunk_length", chunk_length)
     return [xs[:, s : s + chunk_length] for s in range(0, xs.shape[1], chunk_length)]
 
 

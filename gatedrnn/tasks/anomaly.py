@@ -41,8 +41,8 @@ import numpy as np
 from flax import nnx
 
 from gatedrnn import losses
-from gatedrnn.validation import ConfigError, check_choice, check_positive
 from gatedrnn.tasks.data import TRAIN_STREAM, eval_indices, package_file, stream_rng
+from gatedrnn.validation import ConfigError, check_choice, check_positive
 
 # name -> (train_end, test_start): train [0, train_end), calib [train_end, test_start), test after
 REGIONS = {"mitdb": (3000, 5000), "yahoo": (300, 420)}

@@ -18,8 +18,8 @@ import ml_collections
 import numpy as np
 
 from gatedrnn import losses
-from gatedrnn.validation import check_choice
 from gatedrnn.tasks.data import epoch_indices, eval_indices, package_file
+from gatedrnn.validation import check_choice
 
 ORDERS = ("pixel", "permuted", "rows")
 SPLIT_SEED = 20160  # fixes the train/test split; never changes

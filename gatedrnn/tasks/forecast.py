@@ -30,8 +30,8 @@ import ml_collections
 import numpy as np
 
 from gatedrnn import losses
-from gatedrnn.validation import check_positive
 from gatedrnn.tasks.data import TRAIN_STREAM, eval_indices, package_file, stream_rng
+from gatedrnn.validation import check_positive
 
 SEASON = 12
 

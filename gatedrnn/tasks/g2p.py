@@ -47,11 +47,11 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
+from gatedrnn import losses
 from gatedrnn.nn.attention import ATTENTIONS
 from gatedrnn.nn.seq2seq import STYLES, Seq2Seq, decode_beam, decode_greedy
-from gatedrnn import losses
-from gatedrnn.validation import ConfigError, check_choice, check_non_negative, check_positive
 from gatedrnn.tasks.data import epoch_indices, eval_indices, package_file
+from gatedrnn.validation import ConfigError, check_choice, check_non_negative, check_positive
 
 PAD, BOS, EOS = 0, 1, 2
 LETTERS = "'abcdefghijklmnopqrstuvwxyz"  # source ids 1..27

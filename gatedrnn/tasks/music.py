@@ -43,9 +43,9 @@ import ml_collections
 import numpy as np
 
 from gatedrnn import losses
-from gatedrnn.validation import ConfigError, check_choice, check_positive
-from gatedrnn.tasks.data import epoch_indices, eval_indices, package_dir, stream_rng
 from gatedrnn.losses import bernoulli_nll_metrics
+from gatedrnn.tasks.data import epoch_indices, eval_indices, package_dir, stream_rng
+from gatedrnn.validation import ConfigError, check_choice, check_positive
 
 PITCH_LOW, NUM_PITCHES = 21, 88  # the piano's keys A0..C8 (MIDI 21-108), as in JSB Chorales
 TRANSPOSES = ("none", "c")

@@ -20,7 +20,6 @@ import ml_collections
 import numpy as np
 
 from gatedrnn import losses
-from gatedrnn.validation import check_positive
 from gatedrnn.tasks.anomaly import AnomalyDetectionTask
 from gatedrnn.tasks.digits import SequentialDigitsTask
 from gatedrnn.tasks.forecast import CO2ForecastTask
@@ -30,6 +29,7 @@ from gatedrnn.tasks.synthetic import CopyMemoryTask, ParityTask
 from gatedrnn.tasks.text import CharLMTask
 from gatedrnn.tasks.textclass import TextClassificationTask
 from gatedrnn.tasks.uea import UEAClassificationTask
+from gatedrnn.validation import check_positive
 
 Batch = dict[str, np.ndarray]
 

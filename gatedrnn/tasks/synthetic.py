@@ -15,8 +15,8 @@ import ml_collections
 import numpy as np
 
 from gatedrnn import losses
-from gatedrnn.validation import check_choice, check_positive
 from gatedrnn.tasks.data import EVAL_STREAM, TRAIN_STREAM, stream_rng
+from gatedrnn.validation import check_choice, check_positive
 
 Batch = dict[str, np.ndarray]
 

@@ -24,8 +24,8 @@ import ml_collections
 import numpy as np
 
 from gatedrnn import losses
-from gatedrnn.validation import check_positive
 from gatedrnn.tasks.data import TRAIN_STREAM, package_dir, stream_rng
+from gatedrnn.validation import check_positive
 
 
 def shakespeare_text() -> str:

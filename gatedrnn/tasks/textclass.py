@@ -35,9 +35,9 @@ from typing import Iterable, Mapping, Sequence
 import ml_collections
 import numpy as np
 
-from gatedrnn.validation import check_choice, check_positive
 from gatedrnn.tasks.data import package_dir, package_file
 from gatedrnn.tasks.splits import SplitClassification
+from gatedrnn.validation import check_choice, check_positive
 
 PAD, UNK = 0, 1
 SPLIT_SEED = 20240611  # the train/test split; independent of train.seed

@@ -20,9 +20,9 @@ import os
 import ml_collections
 import numpy as np
 
-from gatedrnn.validation import check_choice
 from gatedrnn.tasks.data import package_dir, pad_sequences
 from gatedrnn.tasks.splits import SplitClassification
+from gatedrnn.validation import check_choice
 
 DATASETS = ("JapaneseVowels", "BasicMotions")
 

@@ -8,9 +8,12 @@ Modules: `config` (defaults, validation, resume compatibility), `model` (the
 `loop` (`train_and_evaluate`).
 """
 
+from gatedrnn.tasks import TASKS, make_task  # re-exported: gatedrnn.train.TASKS is public
 from gatedrnn.train import distributed
 from gatedrnn.train.config import ConfigError, default_config
 from gatedrnn.train.loop import NonFiniteLossError, TrainState, train_and_evaluate
-from gatedrnn.tasks import TASKS, make_task  # re-exported: gatedrnn.train.TASKS is public
 
-__all__ = ["ConfigError", "NonFiniteLossError", "TASKS", "TrainState", "default_config", "make_task", "train_and_evaluate"]
+__all__ = [
+    "ConfigError", "NonFiniteLossError", "TASKS", "TrainState", "default_config", "distributed", "make_task",
+    "train_and_evaluate",
+]

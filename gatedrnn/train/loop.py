@@ -22,15 +22,15 @@ import optax
 from flax import nnx, struct
 from tqdm import tqdm
 
-from gatedrnn.cells import CELLS
 from gatedrnn import losses
+from gatedrnn.cells import CELLS
+from gatedrnn.tasks.registry import TASKS, Task, make_task
 from gatedrnn.train import distributed
 from gatedrnn.train.checkpoint import Checkpointer
 from gatedrnn.train.config import ConfigError, check_resume_compatible, to_json, validate
 from gatedrnn.train.metrics import MetricsWriter, read_metrics, write_final_metrics
 from gatedrnn.train.model import SequenceModel
 from gatedrnn.train.optim import make_optimizer, make_schedule
-from gatedrnn.tasks.registry import TASKS, Task, make_task
 
 _INIT_STREAM, _DROPOUT_STREAM = 0, 1
 

@@ -12,7 +12,6 @@ import math
 import os
 from typing import Any, Iterable
 
-
 FINAL_METRICS = "final_metrics.json"
 
 

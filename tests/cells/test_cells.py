@@ -5,9 +5,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.test_util import check_grads
-from zoo import NAMES, ZOO
 
 from gatedrnn import CELLS, LSTM, ElmanRNN, LSTMCarry, make_cell, scan_cell
+
+from zoo import NAMES, ZOO
 
 
 def _perturbed_params(cell, seed=0):

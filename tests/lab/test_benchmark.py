@@ -5,10 +5,11 @@ import json
 import numpy as np
 import pytest
 
-from conftest import torch_or_skip
-from paths import REPO
 from gatedrnn.lab import benchmark as bm
 from gatedrnn.lab.runtime import malloc_env, malloc_env_active
+
+from conftest import torch_or_skip
+from paths import REPO
 
 
 @pytest.mark.slow

@@ -10,9 +10,9 @@ import sys
 import pytest
 
 from gatedrnn.lab.results import HEADLINES, SUITE, Entry, is_finished, metric_value, seed_workdir, suite_row
+from gatedrnn.tasks.registry import TASKS
 from gatedrnn.train.config import default_config
 from gatedrnn.train.metrics import write_final_metrics
-from gatedrnn.tasks.registry import TASKS
 
 from paths import REPO as ROOT
 

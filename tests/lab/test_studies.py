@@ -161,7 +161,7 @@ def _fabricate_run(path, cell="rnn", seq_len=200, options=None):
 
 def test_results_rows_from_a_fabricated_run(tmp_path):
     workdir = str(tmp_path / "adding200_rnn")
-    config = _fabricate_run(workdir)
+    _fabricate_run(workdir)
     s = summarize_run(workdir)
     assert (s["task"], s["cell"], s["seq_len"], s["steps"]) == ("adding", "rnn", 200, 300)
     assert (s["eval_loss"], s["best_eval_loss"]) == (0.07, 0.05)

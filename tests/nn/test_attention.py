@@ -9,7 +9,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gatedrnn.nn.attention import (
-    AdditiveAttention, LuongAttention, MultiHeadAttention, lengths_to_mask, make_attention, masked_softmax,
+    AdditiveAttention,
+    LuongAttention,
+    MultiHeadAttention,
+    lengths_to_mask,
+    make_attention,
+    masked_softmax,
 )
 
 KINDS = ["additive", "dot", "general", "concat", "multihead"]

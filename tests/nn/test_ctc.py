@@ -7,10 +7,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from arch_training import fit
 from flax import nnx
 
 from gatedrnn.nn.ctc import CTCModel, ctc_greedy_decode, ctc_loss
+
+from arch_training import fit
 
 
 def _frames(paths, k=4):

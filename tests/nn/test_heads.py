@@ -7,13 +7,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from arch_training import fit
 from flax import nnx
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gatedrnn.nn.encoder import sequence_cross_entropy, sequence_mask
 from gatedrnn.nn.heads import POOLING_CHOICES, AttentionPool, Pool, SequenceClassifier, SequenceRegressor, Tagger
+
+from arch_training import fit
 
 
 @settings(max_examples=8)

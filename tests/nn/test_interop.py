@@ -5,13 +5,15 @@ import itertools
 import jax.numpy as jnp
 import numpy as np
 import pytest
+
 from conftest import torch_or_skip
 
 torch = torch_or_skip()
 
+from flax import nnx  # noqa: E402
+
 from gatedrnn import LSTMCarry, build_rnn  # noqa: E402
 from gatedrnn.nn.interop import from_torch, to_torch  # noqa: E402
-from flax import nnx  # noqa: E402
 
 pytestmark = pytest.mark.torch
 

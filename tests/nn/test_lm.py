@@ -6,11 +6,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from arch_training import fit
 from flax import nnx
 
 from gatedrnn.nn.encoder import sequence_cross_entropy
 from gatedrnn.nn.lm import LanguageModel, OneToMany, filter_logits, sample_lm, sample_logits, sample_one_to_many
+
+from arch_training import fit
 
 
 def test_filter_logits_top_k_and_top_p():

@@ -7,7 +7,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from arch_training import fit
 from flax import nnx
 
 from gatedrnn import RNN, build_rnn, make_cell, scan_cell
@@ -16,6 +15,7 @@ from gatedrnn.nn.encoder import sequence_cross_entropy
 from gatedrnn.nn.lm import LanguageModel
 from gatedrnn.nn.regularization import RegularizedRNN, param_values, regularize
 
+from arch_training import fit
 
 apply_jit = nnx.jit(lambda reg, x, masks, lengths: reg.apply_masks(x, masks, lengths))
 

@@ -7,11 +7,12 @@ import math
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from arch_training import fit
 from flax import nnx
 
 from gatedrnn.nn.encoder import sequence_cross_entropy, sequence_mask
 from gatedrnn.nn.seq2seq import Seq2Seq, decode_beam, decode_greedy, length_penalty
+
+from arch_training import fit
 
 PAD, BOS, EOS = 0, 1, 2
 # jitted once per shape (eager lax.scan would recompile its fresh closure on every call)

@@ -7,9 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from flax import nnx
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from flax import nnx
 
 from gatedrnn import build_rnn, scan_cell
 from gatedrnn.nn.lm import LanguageModel

@@ -10,11 +10,19 @@ import pytest
 from flax import nnx
 
 from gatedrnn import losses
-from gatedrnn.train.config import ConfigError
+from gatedrnn.tasks.anomaly import (
+    AnomalyDetectionTask,
+    best_f1,
+    detection_scores,
+    load_series,
+    point_errors,
+    quantile_threshold,
+    smooth,
+    standardized_series,
+)
 from gatedrnn.tasks.data import MissingPackageError
+from gatedrnn.train.config import ConfigError
 from gatedrnn.train.model import SequenceModel
-from gatedrnn.tasks.anomaly import (AnomalyDetectionTask, best_f1, detection_scores, load_series, point_errors,
-                                          quantile_threshold, smooth, standardized_series)
 
 HAVE_DATA = importlib.util.find_spec("sktime") is not None
 needs_data = pytest.mark.skipif(not HAVE_DATA, reason="DATA-MISSING: anomaly detection needs sktime: "

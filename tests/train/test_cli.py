@@ -14,9 +14,9 @@ import pytest
 from gatedrnn.train import train_and_evaluate
 from gatedrnn.train.metrics import read_metrics
 
+from paths import REPO as REPO
 from test_loop import LOSS_KEYS, losses_of, smoke_config, snapshot
 
-from paths import REPO as REPO
 pytestmark = pytest.mark.slow
 
 

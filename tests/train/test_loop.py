@@ -12,14 +12,15 @@ import jax
 import numpy as np
 import pytest
 
+from gatedrnn.tasks.registry import TASKS, AddingTask
 from gatedrnn.train import ConfigError, NonFiniteLossError, train_and_evaluate
 from gatedrnn.train.loop import init_state, make_experiment
 from gatedrnn.train.metrics import read_metrics
-from gatedrnn.tasks.registry import TASKS, AddingTask
 
 pytestmark = pytest.mark.slow  # every test here trains (seconds each), or needs a run that did
 
 from paths import REPO as REPO
+
 LOSS_KEYS = ("loss", "mse", "eval_loss", "eval_mse")
 
 

@@ -9,12 +9,13 @@ import numpy as np
 import optax
 import pytest
 
-from conftest import torch_or_skip
 from gatedrnn import losses
+from gatedrnn.cells import CELLS
+from gatedrnn.tasks.registry import TASKS, AddingTask, make_task
 from gatedrnn.train import optim
 from gatedrnn.train.config import ConfigError, check_resume_compatible, default_config, to_json, validate
-from gatedrnn.tasks.registry import TASKS, AddingTask, make_task
-from gatedrnn.cells import CELLS
+
+from conftest import torch_or_skip
 
 
 def adding_config():
