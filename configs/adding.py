@@ -14,7 +14,8 @@ generated on the fly from (train.seed, step). `data.seq_len` names T; try
 --config.data.seq_len=200 --config.model.cell=rnn to see the tanh RNN stay at the baseline.
 """
 
-from gatedrnn.train.config import default_config, shrink_for_smoke_test
+from configs.common import finish
+from gatedrnn.train.config import default_config
 
 
 def get_config(arg: str | None = None):
@@ -36,9 +37,8 @@ def get_config(arg: str | None = None):
     config.eval.num_batches = 2
     config.log.every_steps = 50
     config.checkpoint.every_steps = 500
-    if arg == "smoke":
-        shrink_for_smoke_test(config)
+
+    def smoke(config):
         config.data.seq_len = 10
-    elif arg:
-        raise ValueError(f"configs/adding.py takes no argument or 'smoke', got {arg!r}")
-    return config
+
+    return finish(config, arg, "adding", smoke)

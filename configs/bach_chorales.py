@@ -14,7 +14,7 @@ frame (the chorales: 3.87).
 Data: the 364 four-part chorales of music21's corpus (`pip install -e '.[data]'`), as binary piano
 rolls over the 88 piano keys with one frame per quarter note (`data.steps_per_quarter`), not
 transposed (`data.transpose="c"` takes every key signature to none); a fixed split by chorale,
-218 train / 73 valid / 73 test (`gatedrnn/train/tasks_music.py`). The first parse takes about 40 s
+218 train / 73 valid / 73 test (`gatedrnn/tasks/music.py`). The first parse takes about 40 s
 of CPU (80 s on 2 busy cores); the rolls are then cached (64 KB) under ~/.cache/gatedrnn. Training
 crops chorales to windows of `data.seq_len` frames (128: every training chorale whole, the longest
 has 128); the eval scores every frame of every
@@ -29,7 +29,8 @@ close but not the same data): tanh RNN 8.61, GRU 8.54, LSTM 8.67 (Chung et al. 2
 RNN-RBM about 7.27 (Boulanger-Lewandowski et al. 2012, as commonly cited; not re-checked here).
 """
 
-from gatedrnn.train.config import default_config, shrink_for_smoke_test
+from configs.common import finish
+from gatedrnn.train.config import default_config
 
 
 def get_config(arg: str | None = None):
@@ -55,10 +56,9 @@ def get_config(arg: str | None = None):
     config.eval.num_batches = 1
     config.log.every_steps = 50
     config.checkpoint.every_steps = 500
-    if arg == "smoke":
-        shrink_for_smoke_test(config)
+
+    def smoke(config):
         config.data.max_chorales = 6  # 4 / 1 / 1: about a second to parse with a cold cache
         config.data.seq_len = 16
-    elif arg:
-        raise ValueError(f"configs/bach_chorales.py takes no argument or 'smoke', got {arg!r}")
-    return config
+
+    return finish(config, arg, "bach_chorales", smoke)

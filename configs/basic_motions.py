@@ -13,7 +13,8 @@ Data: the UEA archive's BasicMotions as shipped by sktime (`pip install -e '.[da
 Chance / majority baseline: accuracy 0.25. Many published UEA-archive classifiers reach 100%.
 """
 
-from gatedrnn.train.config import default_config, shrink_for_smoke_test
+from configs.common import finish
+from gatedrnn.train.config import default_config
 
 
 def get_config(arg: str | None = None):
@@ -34,8 +35,4 @@ def get_config(arg: str | None = None):
     config.eval.num_batches = 1
     config.log.every_steps = 25
     config.checkpoint.every_steps = 200
-    if arg == "smoke":
-        shrink_for_smoke_test(config)
-    elif arg:
-        raise ValueError(f"configs/basic_motions.py takes no argument or 'smoke', got {arg!r}")
-    return config
+    return finish(config, arg, "basic_motions")

@@ -20,7 +20,8 @@ scores the whole test split; `eval_baseline_accuracy` is the majority topic's sh
 sport tie at 102/444 = 0.230).
 """
 
-from gatedrnn.train.config import default_config, shrink_for_smoke_test
+from configs.common import finish
+from gatedrnn.train.config import default_config
 
 
 def get_config(arg: str | None = None):
@@ -45,11 +46,10 @@ def get_config(arg: str | None = None):
     config.eval.num_batches = 1
     config.log.every_steps = 50
     config.checkpoint.every_steps = 400
-    if arg == "smoke":
-        shrink_for_smoke_test(config)
+
+    def smoke(config):
         config.data.vocab_size = 500
         config.data.max_len = 32
         config.model.embed_size = 8
-    elif arg:
-        raise ValueError(f"configs/bbc_news.py takes no argument or 'smoke', got {arg!r}")
-    return config
+
+    return finish(config, arg, "bbc_news", smoke)

@@ -20,7 +20,8 @@ training split: 4.8 bits on those windows); at the end it prints two samples (te
 uses this corpus and split.
 """
 
-from gatedrnn.train.config import default_config, shrink_for_smoke_test
+from configs.common import finish
+from gatedrnn.train.config import default_config
 
 
 def get_config(arg: str | None = None):
@@ -44,10 +45,9 @@ def get_config(arg: str | None = None):
     config.eval.num_batches = 4
     config.log.every_steps = 50
     config.checkpoint.every_steps = 500
-    if arg == "smoke":
-        shrink_for_smoke_test(config)
+
+    def smoke(config):
         config.model.embed_size = 4
         config.data.seq_len = 16
-    elif arg:
-        raise ValueError(f"configs/char_lm.py takes no argument or 'smoke', got {arg!r}")
-    return config
+
+    return finish(config, arg, "char_lm", smoke)

@@ -16,7 +16,8 @@ year's value for the same month) and `eval_arima_mae_ppm` (statsmodels SARIMAX(1
 fitted on the training months; fitting it adds several seconds to the start).
 """
 
-from gatedrnn.train.config import default_config, shrink_for_smoke_test
+from configs.common import finish
+from gatedrnn.train.config import default_config
 
 
 def get_config(arg: str | None = None):
@@ -40,9 +41,8 @@ def get_config(arg: str | None = None):
     config.eval.num_batches = 1
     config.log.every_steps = 50
     config.checkpoint.every_steps = 500
-    if arg == "smoke":
-        shrink_for_smoke_test(config)
+
+    def smoke(config):
         config.data.arima_baseline = False
-    elif arg:
-        raise ValueError(f"configs/co2_forecast.py takes no argument or 'smoke', got {arg!r}")
-    return config
+
+    return finish(config, arg, "co2_forecast", smoke)

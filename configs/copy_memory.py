@@ -19,7 +19,8 @@ target is T + 10 blanks and then the 10 symbols. A memoryless model scores the c
 generated from (train.seed, step); `data.seq_len` names T (the paper: 100 to 500).
 """
 
-from gatedrnn.train.config import default_config, shrink_for_smoke_test
+from configs.common import finish
+from gatedrnn.train.config import default_config
 
 
 def get_config(arg: str | None = None):
@@ -41,10 +42,9 @@ def get_config(arg: str | None = None):
     config.eval.num_batches = 1
     config.log.every_steps = 50
     config.checkpoint.every_steps = 500
-    if arg == "smoke":
-        shrink_for_smoke_test(config)
+
+    def smoke(config):
         config.model.embed_size = 4
         config.data.seq_len = 10
-    elif arg:
-        raise ValueError(f"configs/copy_memory.py takes no argument or 'smoke', got {arg!r}")
-    return config
+
+    return finish(config, arg, "copy_memory", smoke)

@@ -31,7 +31,8 @@ steps with window 64 and no smoothing scored F1 0.03 there, persistence 0.35: us
 that the pipeline runs, not as a result.
 """
 
-from gatedrnn.train.config import default_config, shrink_for_smoke_test
+from configs.common import finish
+from gatedrnn.train.config import default_config
 
 
 def get_config(arg: str | None = None):
@@ -56,11 +57,10 @@ def get_config(arg: str | None = None):
     config.eval.num_batches = 1
     config.log.every_steps = 50
     config.checkpoint.every_steps = 500
-    if arg == "smoke":
-        shrink_for_smoke_test(config)
+
+    def smoke(config):
         config.data.window = 64
         config.eval.batch_size = 512
         config.eval.num_batches = 4
-    elif arg:
-        raise ValueError(f"configs/ecg_anomaly.py takes no argument or 'smoke', got {arg!r}")
-    return config
+
+    return finish(config, arg, "ecg_anomaly", smoke)

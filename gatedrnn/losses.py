@@ -5,6 +5,11 @@ and a dict of metric sums, `name -> [sum, count]` (float32 [2]), that add across
 devices and batches; `normalize` turns them into means on the host (metrics as sums plus
 counts, so that a padded or a partial batch weighs right). Shapes: b batch, t time,
 c classes, v vocabulary, l label length.
+
+Padding: an entry of mask 0 is set to 0 before any arithmetic, so NaN or an out-of-range id
+there reaches neither a sum nor a gradient, and a row with no valid entry counts in no
+denominator. `sequence_mask` (lengths -> mask) lives here, on the bottom floor, for every
+floor above.
 """
 
 from __future__ import annotations
@@ -25,25 +30,39 @@ def pair(total: jax.Array, count: jax.Array) -> jax.Array:
     return jnp.stack([jnp.asarray(total, jnp.float32), jnp.asarray(count, jnp.float32)])
 
 
+def sequence_mask(seq_lengths: jax.Array | None, batch: int, time: int) -> jax.Array:
+    """[b] lengths -> bool [b, t] with mask[i, j] = j < seq_lengths[i] (all True for None)."""
+    if seq_lengths is None:
+        return jnp.ones((batch, time), bool)
+    return jnp.arange(time, dtype=jnp.int32)[None, :] < jnp.asarray(seq_lengths, jnp.int32)[:, None]
+
+
 def _weights(mask: jax.Array | None, like: jax.Array) -> jax.Array:
     return jnp.ones(like.shape, jnp.float32) if mask is None else mask.astype(jnp.float32)
 
 
+def _keep(x: jax.Array, w: jax.Array) -> jax.Array:
+    """x [*w.shape, ...] with the entries of weight 0 set to 0 before any arithmetic, so that what
+    fills the padding (NaN, inf, an id outside the classes) reaches neither a sum nor a gradient."""
+    valid = (w > 0).reshape(w.shape + (1,) * (x.ndim - w.ndim))
+    return jnp.where(valid, x, jnp.zeros_like(x))
+
+
 def regression_metrics(preds: jax.Array, targets: jax.Array, mask: jax.Array | None = None) -> tuple[jax.Array, Sums]:
     """Mean squared error. preds, targets [b, ...]; mask [b, ...] of valid entries (or None)."""
-    err = jnp.square(preds.astype(jnp.float32) - targets.astype(jnp.float32))
-    w = _weights(mask, err)
-    total, count = jnp.sum(err * w), jnp.sum(w)
+    w = _weights(mask, preds)
+    err = _keep(preds.astype(jnp.float32), w) - _keep(targets.astype(jnp.float32), w)
+    total, count = jnp.sum(jnp.square(err) * w), jnp.sum(w)
     loss = total / jnp.maximum(count, 1.0)
-    abs_err = jnp.sum(jnp.abs(preds.astype(jnp.float32) - targets.astype(jnp.float32)) * w)
+    abs_err = jnp.sum(jnp.abs(err) * w)
     return loss, {"loss": pair(total, count), "mse": pair(total, count), "mae": pair(abs_err, count)}
 
 
 def classification_metrics(logits: jax.Array, labels: jax.Array, mask: jax.Array | None = None) -> tuple[jax.Array, Sums]:
     """Softmax cross-entropy and accuracy. logits [b, c]; labels [b] int; mask [b] (or None)."""
-    logits = logits.astype(jnp.float32)
+    w = _weights(mask, labels)
+    logits, labels = _keep(logits.astype(jnp.float32), w), _keep(labels, w)
     ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-    w = _weights(mask, ce)
     correct = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
     total, count = jnp.sum(ce * w), jnp.sum(w)
     return total / jnp.maximum(count, 1.0), {
@@ -67,7 +86,8 @@ def bernoulli_nll_metrics(logits: jax.Array, targets: jax.Array, mask: jax.Array
     `frame_accuracy` is Bay et al. 2009's TP / (TP + FP + FN) over all valid frames, with a
     pitch predicted on when q > 1/2.
     """
-    logits, y, w = logits.astype(jnp.float32), targets.astype(jnp.float32), mask.astype(jnp.float32)
+    w = mask.astype(jnp.float32)
+    logits, y = _keep(logits.astype(jnp.float32), w), _keep(targets.astype(jnp.float32), w)
     nll = jnp.sum(optax.sigmoid_binary_cross_entropy(logits, y), axis=-1)
     total, count = jnp.sum(nll * w), jnp.sum(w)
     on = (logits > 0.0).astype(jnp.float32)
@@ -86,9 +106,9 @@ def language_model_metrics(logits: jax.Array, targets: jax.Array, mask: jax.Arra
     `normalize` adds `perplexity` = exp(nll) and `bits_per_char` = nll / ln 2 (per token, so
     bits per character for a character-level model).
     """
-    logits = logits.astype(jnp.float32)
+    w = _weights(mask, targets)
+    logits, targets = _keep(logits.astype(jnp.float32), w), _keep(targets, w)
     nll = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
-    w = _weights(mask, nll)
     total, count = jnp.sum(nll * w), jnp.sum(w)
     correct = (jnp.argmax(logits, axis=-1) == targets).astype(jnp.float32)
     return total / jnp.maximum(count, 1.0), {
@@ -102,28 +122,50 @@ def seq2seq_metrics(logits: jax.Array, targets: jax.Array, mask: jax.Array) -> t
     """Teacher-forced token cross-entropy, token accuracy and whole-sequence accuracy.
 
     logits [b, t, v]; targets [b, t]; mask [b, t] (1 on real target tokens, 0 on padding).
+    A sequence is correct when every valid token is; a row with no valid token (a padding row)
+    counts neither as correct nor in the number of sequences.
     """
     loss, sums = language_model_metrics(logits, targets, mask)
-    w = mask.astype(jnp.float32)
-    wrong = ((jnp.argmax(logits, axis=-1) != targets).astype(jnp.float32) * w).sum(axis=-1)
-    sums["sequence_accuracy"] = pair(jnp.sum((wrong == 0.0).astype(jnp.float32)), wrong.shape[0])
+    valid = mask.astype(jnp.float32) > 0
+    wrong = jnp.sum(valid & (jnp.argmax(logits, axis=-1) != targets), axis=-1)
+    rows = jnp.any(valid, axis=-1)
+    sums["sequence_accuracy"] = pair(jnp.sum(rows & (wrong == 0)), jnp.sum(rows))
     return loss, sums
 
 
-def ctc_metrics(
-    logits: jax.Array, logit_paddings: jax.Array, labels: jax.Array, label_paddings: jax.Array, blank_id: int = 0
-) -> tuple[jax.Array, Sums]:
-    """CTC loss (optax.ctc_loss) per label token and per sequence.
+def ctc_loss(logits: jax.Array, seq_lengths: jax.Array | None, labels: jax.Array, label_lengths: jax.Array,
+             blank_id: int = 0) -> jax.Array:
+    """-log p(labels | x) per sequence (`optax.ctc_loss`): logits [b, t, k], labels [b, n] int -> [b].
 
-    logits [b, t, v]; logit_paddings [b, t] (1.0 on padding); labels [b, l]; label_paddings [b, l].
+    Frames at t >= seq_lengths (all valid for None) and labels at n >= label_lengths are padding;
+    their values never enter (padded frames are zeroed first, so a NaN there stays out).
     """
-    per_seq = optax.ctc_loss(logits.astype(jnp.float32), logit_paddings.astype(jnp.float32), labels,
-                             label_paddings.astype(jnp.float32), blank_id=blank_id)
-    num_labels = jnp.sum(1.0 - label_paddings.astype(jnp.float32))
-    total = jnp.sum(per_seq)
-    return total / jnp.maximum(num_labels, 1.0), {
+    if logits.ndim != 3 or labels.ndim != 2 or labels.shape[0] != logits.shape[0]:
+        raise ValueError(f"ctc_loss needs logits [batch, time, classes] and labels [batch, labels], "
+                         f"got {logits.shape} and {labels.shape}")
+    b, t = logits.shape[:2]
+    frames = sequence_mask(seq_lengths, b, t)
+    logits = jnp.where(frames[:, :, None], logits, jnp.zeros_like(logits))
+    label_pad = (~sequence_mask(label_lengths, b, labels.shape[1])).astype(logits.dtype)
+    return optax.ctc_loss(logits, (~frames).astype(logits.dtype), labels.astype(jnp.int32), label_pad,
+                          blank_id=blank_id)
+
+
+def ctc_metrics(logits: jax.Array, seq_lengths: jax.Array | None, labels: jax.Array, label_lengths: jax.Array,
+                blank_id: int = 0) -> tuple[jax.Array, Sums]:
+    """CTC loss (`ctc_loss`, in float32) per label token and per sequence.
+
+    logits [b, t, v]; seq_lengths [b] valid frames (None: all); labels [b, l]; label_lengths [b].
+    A row with no valid frame (a padding row) enters neither sum nor count.
+    """
+    b = logits.shape[0]
+    rows = jnp.ones((b,), bool) if seq_lengths is None else jnp.asarray(seq_lengths) > 0
+    per_seq = ctc_loss(logits.astype(jnp.float32), seq_lengths, labels, label_lengths, blank_id)
+    total = jnp.sum(jnp.where(rows, per_seq, jnp.zeros_like(per_seq)))
+    num_labels = jnp.sum(sequence_mask(label_lengths, b, labels.shape[1]) & rows[:, None])
+    return total / jnp.maximum(num_labels, 1).astype(jnp.float32), {
         "loss": pair(total, num_labels),
-        "ctc_per_sequence": pair(total, per_seq.shape[0]),
+        "ctc_per_sequence": pair(total, jnp.sum(rows)),
     }
 
 

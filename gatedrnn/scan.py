@@ -2,11 +2,14 @@
 
 Lengths and padding, reversal, unroll and rematerialization live here and nowhere
 else. The cell's input projection runs once over the whole sequence (once per chunk under
-remat), outside the loop; `lax.scan` then runs only the recurrent step.
+remat), outside the loop; `lax.scan` then runs only the recurrent step. How it runs (mode,
+VJP, remat, unroll, projection chunk, compute dtype) is one hashable `ScanOptions` value that
+layers and configs pass along (`model.scan.*` in every config).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from typing import Any
@@ -16,9 +19,116 @@ import jax.extend.core
 import jax.numpy as jnp
 import numpy as np
 
-from gatedrnn.cells.base import Carry, Cell, Params, gate_matmul
+from gatedrnn.cells.base import D_XP, Carry, Cell, Params, accumulation_dtype, gate_matmul
+from gatedrnn.validation import ConfigError, check_choice
 
+MODES = ("sequential",)  # issue 13 adds "parallel" (associative scan) and "auto"
 VJPS = ("fused", "replay", "autodiff")
+DTYPES = ("bfloat16", "float32", "float64")  # by name; any floating jnp dtype is accepted too
+
+
+def _normalised(prefix: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """Validated ScanOptions fields in one canonical form (so equal options hash equal).
+
+    remat "sqrt" -> True; unroll False -> 1; dtype -> a jnp dtype or None. `prefix` names the
+    fields in the one-line ConfigError ("ScanOptions." or "model.scan.").
+    """
+    out = dict(fields)
+    if "mode" in out:
+        check_choice(f"{prefix}mode", out["mode"], MODES)
+    if "vjp" in out:
+        check_choice(f"{prefix}vjp", out["vjp"], VJPS)
+    if "remat" in out:
+        remat = out["remat"]
+        if remat == "sqrt":
+            remat = True
+        elif not isinstance(remat, (bool, int)) or (not isinstance(remat, bool) and remat <= 0):
+            raise ConfigError(f"{prefix}remat must be False, True, 'sqrt' or a positive chunk length, got {remat!r}")
+        out["remat"] = remat
+    if "unroll" in out:
+        unroll = out["unroll"]
+        if not isinstance(unroll, (bool, int)) or (not isinstance(unroll, bool) and unroll <= 0):
+            raise ConfigError(f"{prefix}unroll must be a positive integer or True (unroll fully), got {unroll!r}")
+        out["unroll"] = 1 if unroll is False else unroll
+    if "projection_chunk" in out:
+        chunk = out["projection_chunk"]
+        if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk <= 0):
+            raise ConfigError(f"{prefix}projection_chunk must be None or a positive int, got {chunk!r}")
+    if out.get("dtype") is not None:
+        dtype = out["dtype"]
+        try:
+            out["dtype"] = jnp.dtype(dtype)
+        except (TypeError, ValueError):
+            out["dtype"] = None
+        if out["dtype"] is None or not jnp.issubdtype(out["dtype"], jnp.floating):
+            raise ConfigError(f"{prefix}dtype must be None or a floating dtype such as {list(DTYPES)}, got {dtype!r}")
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class ScanOptions:
+    """How `scan_cell` runs a cell; one hashable value passed through layers and configs.
+
+    mode: "sequential" (`lax.scan` over the steps; the only one so far).
+    vjp: "fused" (default), "replay" or "autodiff".
+    remat: False; True ("sqrt" is the same) to checkpoint every ceil(sqrt(T)) steps; or a chunk length.
+    unroll: the `lax.scan` unroll factor (True: fully).
+    projection_chunk: project K = 32 steps at a time; None: the whole sequence at once.
+    dtype: compute dtype (e.g. "bfloat16" or jnp.bfloat16; stored as a jnp dtype); None keeps the input's.
+    See `scan_cell` for what each choice does. Bad values raise a one-line ConfigError.
+
+    Example:
+      options = ScanOptions(remat=True, dtype="bfloat16")
+      ys, carry = scan_cell(cell, params, xs, options=options)
+      rnn = build_rnn("lstm", 8, 32, scan=options, rngs=nnx.Rngs(0))
+    """
+
+    mode: str = "sequential"
+    vjp: str = "fused"
+    remat: bool | int = False
+    unroll: int | bool = 1
+    projection_chunk: int | None = 32
+    dtype: Any = None
+
+    def __post_init__(self):
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        for name, value in _normalised("ScanOptions.", fields).items():
+            object.__setattr__(self, name, value)
+
+    @classmethod
+    def from_config(cls, group: Any, *, name: str = "model.scan") -> "ScanOptions":
+        """From a config group (a ConfigDict or dict) holding some of the fields; the others keep
+        their defaults. Errors name the config field, e.g. `model.scan.vjp='fast' is not valid`."""
+        group = dict(group)
+        _check_names(name, group)
+        return cls(**_normalised(f"{name}.", group))
+
+
+SCAN_FIELDS = tuple(f.name for f in dataclasses.fields(ScanOptions))
+
+
+def _check_names(prefix: str, fields: dict[str, Any]) -> None:
+    for key in sorted(fields):
+        if key not in SCAN_FIELDS:
+            raise ConfigError(f"{prefix}.{key} is not a scan option; choose from {list(SCAN_FIELDS)}")
+
+
+def with_overrides(options: ScanOptions | None = None, **fields: Any) -> ScanOptions:
+    """`options` (None: `ScanOptions()`) with the given fields replaced, validated."""
+    if options is None:
+        options = ScanOptions()
+    if not isinstance(options, ScanOptions):
+        raise ConfigError(f"scan options must be a ScanOptions, got {type(options).__name__}")
+    _check_names("ScanOptions", fields)
+    return dataclasses.replace(options, **fields) if fields else options
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "<from options>"
+
+
+_UNSET: Any = _Unset()  # a keyword of scan_cell that was not passed: the field comes from `options`
 
 
 def flip_sequences(xs: jax.Array, seq_lengths: jax.Array | None) -> jax.Array:
@@ -49,12 +159,9 @@ def _check_lengths(seq_lengths, batch: int, time: int) -> jax.Array:
     return lengths.astype(jnp.int32)
 
 
-def _remat_chunk(remat: bool | int | str, time: int) -> int:
-    if remat is True or remat == "sqrt":
-        return max(1, math.isqrt(max(time - 1, 0)) + 1)
-    if isinstance(remat, bool) or not isinstance(remat, int) or remat <= 0:
-        raise ValueError(f"remat must be False, True, 'sqrt' or a positive chunk length, got {remat!r}")
-    return remat
+def _remat_chunk(remat: bool | int, time: int) -> int:
+    """The chunk length of a (validated) remat option: True -> ceil(sqrt(T))."""
+    return max(1, math.isqrt(max(time - 1, 0)) + 1) if remat is True else remat
 
 
 def _where(mask: jax.Array, new: Any, old: Any) -> Any:
@@ -78,11 +185,13 @@ def scan_cell(
     initial_carry: Carry | None = None,
     seq_lengths: jax.Array | None = None,
     reverse: bool = False,
-    unroll: int | bool = 1,
-    remat: bool | int | str = False,
-    dtype: Any = None,
-    vjp: str = "fused",
-    projection_chunk: int | None = 32,
+    options: ScanOptions | None = None,
+    mode: str = _UNSET,
+    vjp: str = _UNSET,
+    remat: bool | int | str = _UNSET,
+    unroll: int | bool = _UNSET,
+    dtype: Any = _UNSET,
+    projection_chunk: int | None = _UNSET,
 ) -> tuple[jax.Array, Carry]:
     """Runs `cell` over a batch of sequences.
 
@@ -93,14 +202,20 @@ def scan_cell(
       initial_carry: the cell's carry for a [batch] of sequences; zeros by default.
       seq_lengths: [batch] int, valid steps per sequence. The carry stops at each
         sequence's end (the returned carry is its last valid one) and outputs at padded
-        positions are exactly zero. None means every sequence is full length.
+        positions are exactly zero. Padded inputs reach no arithmetic (they are replaced by
+        zeros before the projection), so NaN or inf there changes neither values nor
+        gradients, and their input gradient is exactly zero. None means every sequence is
+        full length.
       reverse: run each sequence from its last valid step to its first; outputs are
         returned in the original time order.
-      unroll: `lax.scan` unroll factor.
-      remat: False; True or "sqrt" to checkpoint every ceil(sqrt(T)) steps; or a chunk
+      options: a `ScanOptions` (default `ScanOptions()`) for the six keywords below; a keyword
+        that is passed overrides the same field of `options`.
+      mode: "sequential" (default): `lax.scan` over the steps.
+      unroll: `lax.scan` unroll factor (default 1).
+      remat: False (default); True or "sqrt" to checkpoint every ceil(sqrt(T)) steps; or a chunk
         length. Backward memory for the step residuals grows as O(T / chunk + chunk).
-      dtype: compute dtype (e.g. jnp.bfloat16); params and inputs are cast to it. None
-        keeps the input's dtype.
+      dtype: compute dtype (e.g. jnp.bfloat16 or "bfloat16"); params and inputs are cast to it.
+        None (default) keeps the input's dtype.
       vjp: "fused" (default): a custom VJP that computes every recurrent weight's gradient
         as one matmul over all steps, instead of one small matmul per step; reverse mode
         only. It uses the cell's analytic backward where the cell has one
@@ -120,15 +235,15 @@ def scan_cell(
     Returns:
       (ys [batch, time, cell.output_size], final carry).
     """
+    given = dict(mode=mode, vjp=vjp, remat=remat, unroll=unroll, dtype=dtype, projection_chunk=projection_chunk)
+    opts = with_overrides(options, **{k: v for k, v in given.items() if v is not _UNSET})
     if xs.ndim != 3 or xs.shape[-1] != cell.input_size:
         raise ValueError(
             f"xs must have shape [batch, time, {cell.input_size}] for {type(cell).__name__}, got {tuple(xs.shape)}"
         )
     batch, time = xs.shape[:2]
-    if vjp not in VJPS:
-        raise ValueError(f"vjp={vjp!r} is not valid; choose one of {sorted(VJPS)}")
-    if dtype is not None:
-        params, xs = _cast_floats(params, dtype), xs.astype(dtype)
+    if opts.dtype is not None:
+        params, xs = _cast_floats(params, opts.dtype), xs.astype(opts.dtype)
     if seq_lengths is not None:
         seq_lengths = _check_lengths(seq_lengths, batch, time)
     carry = cell.initial_carry((batch,), xs.dtype) if initial_carry is None else initial_carry
@@ -138,21 +253,24 @@ def scan_cell(
         xs = flip_sequences(xs, seq_lengths)
     xs = jnp.swapaxes(xs, 0, 1)  # [time, batch, d]
 
-    mask = None if seq_lengths is None else jnp.arange(time, dtype=jnp.int32)[:, None] < seq_lengths[None, :]
-    if projection_chunk is not None and (isinstance(projection_chunk, bool) or not isinstance(projection_chunk, int) or projection_chunk <= 0):
-        raise ValueError(f"projection_chunk must be None or a positive int, got {projection_chunk!r}")
-    chunk = _remat_chunk(remat, time) if remat else projection_chunk
-    if chunk is not None and chunk >= time and not remat:
+    mask = None
+    if seq_lengths is not None:
+        mask = jnp.arange(time, dtype=jnp.int32)[:, None] < seq_lengths[None, :]  # [time, batch]
+        # Padding never reaches the projection: a NaN there would make every gradient NaN
+        # (0 * NaN), while `where` gives its input an exact zero cotangent.
+        xs = jnp.where(mask[:, :, None], xs, 0)
+    chunk = _remat_chunk(opts.remat, time) if opts.remat else opts.projection_chunk
+    if chunk is not None and chunk >= time and not opts.remat:
         chunk = None
     if chunk is not None and time % chunk and mask is None:
         mask = jnp.ones((time, batch), bool)  # padded tail steps must not move the carry
 
-    if vjp == "autodiff":
-        steps = functools.partial(_scan_steps, cell, unroll=unroll)
-    elif vjp == "fused" and cell.analytic_backward:
-        steps = _analytic_steps(cell, unroll)
+    if opts.vjp == "autodiff":
+        steps = functools.partial(_scan_steps, cell, unroll=opts.unroll)
+    elif opts.vjp == "fused" and cell.analytic_backward:
+        steps = _analytic_steps(cell, opts.unroll)
     else:
-        steps = _fused_steps(cell, unroll)
+        steps = _fused_steps(cell, opts.unroll)
 
     def run(carry, inputs):
         xs, mask = inputs
@@ -162,7 +280,7 @@ def scan_cell(
     if chunk is None:
         carry, ys = run(carry, (xs, mask))
     else:
-        carry, ys = _chunked_scan(jax.checkpoint(run) if remat else run, carry, (xs, mask), time, chunk)
+        carry, ys = _chunked_scan(jax.checkpoint(run) if opts.remat else run, carry, (xs, mask), time, chunk)
 
     ys = jnp.swapaxes(ys, 0, 1)
     if reverse:
@@ -208,17 +326,13 @@ def _replayed_bwd(w, g):
 _replayed.defvjp(_replayed_fwd, _replayed_bwd)
 
 
-def _accumulation_dtype(dtype):
-    return jnp.float32 if jnp.finfo(dtype).bits < 32 else dtype  # sum bfloat16 in float32
-
-
 def _weight_grad(lhs: jax.Array, d_out, w: jax.Array) -> jax.Array:
     """sum over steps and batch of lhs^T d_out as one matmul.
 
     lhs [t, b, k]; d_out [t, b, g*h] or a tuple of g gates [t, b, h] for w [k, g, h] (g = 1:
     w [k, h]).
     """
-    acc = _accumulation_dtype(lhs.dtype)
+    acc = accumulation_dtype(lhs.dtype)
     d_out = jnp.concatenate(d_out, axis=-1) if isinstance(d_out, (tuple, list)) else d_out
     lhs = lhs.reshape(-1, lhs.shape[-1]).astype(acc)
     grad = lhs.T @ d_out.reshape(lhs.shape[0], -1).astype(acc)
@@ -342,13 +456,13 @@ def _analytic_steps(cell, unroll):
             # Padded steps (mask False) passed the carry through and output zero.
             zeros = jax.tree.map(jnp.zeros_like, d_c)
             d_new, d_y = (d_c, d_y) if mask_t is None else _apply_mask(mask_t, d_c, zeros, d_y)
-            d_prev, d_xp, d_weights, d_others = cell.step_backward(params, res_t, d_new, d_y)
+            grads = cell.step_backward(params, res_t, d_new, d_y)
+            d_prev = grads.d_carry
             if mask_t is not None:
                 d_prev = jax.tree.map(jnp.add, d_prev, _where(mask_t, zeros, d_c))
-            # A weight whose d_out is the (flat) d xp itself is stacked once, not twice.
-            shared = {name for name, (_, d_out) in d_weights.items() if d_out is d_xp}
-            d_weights = {name: (lhs, None if name in shared else d_out) for name, (lhs, d_out) in d_weights.items()}
-            return d_prev, (d_xp, d_weights, d_others)
+            # A weight whose d_out is D_XP (the step's d xp itself) is stacked once, as d xp: None here.
+            d_weights = {name: (lhs, None if d_out is D_XP else d_out) for name, (lhs, d_out) in grads.d_weights.items()}
+            return d_prev, (grads.d_xp, d_weights, grads.d_others)
 
         d_carry0, (d_xp, d_weights, d_others) = jax.lax.scan(
             body, d_carry, (residuals, mask, d_ys), reverse=True, unroll=unroll
@@ -357,7 +471,7 @@ def _analytic_steps(cell, unroll):
         for name, (lhs, d_out) in d_weights.items():
             d_params[name] = _weight_grad(lhs, d_xp if d_out is None else d_out, params[name])
         for name, d in d_others.items():
-            total = jnp.sum(d.astype(_accumulation_dtype(d.dtype)), axis=0)
+            total = jnp.sum(d.astype(accumulation_dtype(d.dtype)), axis=0)
             d_params[name] = d_params[name] + total.astype(params[name].dtype)
         xp = jax.eval_shape(lambda p: cell.project(p, jnp.zeros((1, cell.input_size), d_ys.dtype)), params)
         widths = [a.shape[-1] for a in jax.tree.leaves(xp)]

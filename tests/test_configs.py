@@ -48,9 +48,13 @@ def test_every_config_is_covered_here():
 @pytest.mark.parametrize("name", CONFIGS)
 def test_docstring_starts_with_the_command_and_bad_arguments_fail(name):
     with open(os.path.join(REPO, "configs", f"{name}.py")) as f:
-        head = f.read(3000)
+        source = f.read()
+    head = source[:3000]
     assert f"python -m experiments.train --config=configs/{name}.py --workdir=" in head
     assert f"--config=configs/{name}.py:smoke" in head
+    # the `:smoke` argument through configs/common.py, nowhere else
+    assert f'return finish(config, arg, "{name}"' in source or "return mnist_config(" in source
+    assert "shrink_for_smoke_test" not in source
     with pytest.raises(ValueError, match="takes no argument or 'smoke'"):
         load(name, "huge")
 

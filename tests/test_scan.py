@@ -246,3 +246,66 @@ def test_projection_chunks_do_not_change_values_or_gradients(chunk, vjp):
     (_, ys_got), got = jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(params, xs, chunk)
     np.testing.assert_allclose(ys_got, ys_want, atol=1e-6)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5), got, want)
+
+
+# --- padding that holds NaN or inf (bug 6) ------------------------------------------------------
+
+PAD_LENGTHS = jnp.array([5, 2, 0])
+PAD_VARIANTS = {"forward": (False, False), "reverse_remat": (True, 2)}  # (reverse, remat)
+PAD_FAST = ("lstm", "gru", "mgu")  # the other cells under the slow marker (CI runs them all)
+
+
+def _vjps(cell):
+    """Every distinct backward of the cell: "replay" is what "fused" runs for cells without an analytic one."""
+    return ("fused", "replay", "autodiff") if cell.analytic_backward else ("fused", "autodiff")
+
+
+@pytest.mark.parametrize("name", [n if n in PAD_FAST else pytest.param(n, marks=pytest.mark.slow) for n in sorted(ZOO)])
+def test_nan_and_inf_padding_change_no_value_and_no_gradient(name):
+    """Padded inputs reach no arithmetic: values and gradients (params and xs) equal those with zero
+    padding, for every vjp, forwards, reversed and under remat; the padded xs get an exact zero gradient."""
+    cell, _ = ZOO[name]
+    params = cell.init(jax.random.key(0))
+    valid = jnp.arange(5)[None, :, None] < PAD_LENGTHS[:, None, None]
+    xs = jax.random.normal(jax.random.key(1), (3, 5, cell.input_size))
+
+    @jax.jit
+    def everything(xs):  # one compilation per cell: every vjp and variant at once
+        out = {}
+        for vjp in _vjps(cell):
+            for variant, (reverse, remat) in PAD_VARIANTS.items():
+                def loss(p, x):
+                    ys, carry = scan_cell(cell, p, x, seq_lengths=PAD_LENGTHS, reverse=reverse, remat=remat, vjp=vjp)
+                    return jnp.sum(jnp.sin(ys)) + sum(jnp.sum(c**2) for c in jax.tree.leaves(carry))
+
+                out[vjp, variant] = jax.value_and_grad(loss, argnums=(0, 1))(params, xs)
+        return out
+
+    want = everything(jnp.where(valid, xs, 0.0))
+    for pad in (jnp.nan, jnp.inf, -jnp.inf):
+        got = everything(jnp.where(valid, xs, pad))
+        for key, (value, (d_params, d_xs)) in got.items():
+            np.testing.assert_array_equal(value, want[key][0], err_msg=f"{key} pad={pad}")
+            jax.tree.map(lambda a, b: np.testing.assert_array_equal(a, b, err_msg=f"{key} pad={pad}"),
+                         d_params, want[key][1][0])
+            np.testing.assert_array_equal(d_xs, want[key][1][1], err_msg=f"{key} pad={pad}")
+            np.testing.assert_array_equal(jnp.where(valid, 0.0, d_xs), 0.0, err_msg=f"{key} pad={pad}")
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru"])
+def test_analytic_backward_is_exact_in_float64(name):
+    """Every sum of the fused backward is taken in float64 when the compute dtype is float64 (bug 7:
+    the GRU's b_h gradient was summed in float32, 1e-7 off)."""
+    cell, _ = ZOO[name]
+
+    def loss(p, x, vjp):
+        ys, carry = scan_cell(cell, p, x, seq_lengths=LENGTHS, reverse=True, vjp=vjp)
+        return jnp.sum(jnp.sin(ys)) + sum(jnp.sum(c**2) for c in jax.tree.leaves(carry))
+
+    with jax.enable_x64():
+        params = jax.tree.map(lambda a: a.astype(jnp.float64), cell.init(jax.random.key(0)))
+        xs = jax.random.normal(jax.random.key(1), (4, 7, cell.input_size), jnp.float64)
+        grad = jax.jit(jax.grad(loss, argnums=(0, 1)), static_argnums=2)
+        fused, want = grad(params, xs, "fused"), grad(params, xs, "autodiff")
+        assert all(g.dtype == jnp.float64 for g in jax.tree.leaves(fused))
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12), fused, want)

@@ -17,15 +17,16 @@ and compute each weight's gradient over all steps as one matmul.
 A cell may also give the engine an analytic backward for its step (the LSTM and GRU do):
 `analytic_backward` is True and
 
-  step_residuals(params, carry, xp_t)          -> (carry, y_t, residuals)
-  step_backward(params, residuals, d_carry, d_y_t)
-      -> (d carry_{t-1}, d xp_t, {weight: (lhs [b, k], d_out [b, g*h])}, {param: d param_t})
+  step_residuals(params, carry, xp_t)                -> (carry, y_t, residuals)
+  step_backward(params, residuals, d_carry, d_y_t)   -> StepGrads(d_carry, d_xp, d_weights, d_others)
 
-where each recurrent weight's gradient is the engine's one matmul sum_t lhs_t^T d_out_t and
-the last dict holds the step's other params' gradients (summed over the batch). d xp_t may
-also be one flat [b, sum of xp's widths] array; a weight whose d_out is that same array is
-stacked once. The fused VJP then saves the residuals (gate activations) in the forward
-pass instead of replaying the step backwards.
+with d_carry = d carry_{t-1}; d_xp = d xp_t (xp's tree, or one flat [b, sum of xp's widths]
+array); d_weights = {weight: (lhs [b, k], d_out [b, g*h])} for each recurrent product
+lhs @ weight, whose gradient the engine computes as one matmul sum_t lhs_t^T d_out_t over all
+steps (d_out = D_XP says "the same array as d_xp", which is then stacked once, not twice); and
+d_others = {param: d param_t} for the step's other params (summed over the batch in
+`accumulation_dtype`). The fused VJP then saves the residuals (gate activations) in the
+forward pass instead of replaying the step backwards.
 
 `project` holds every computation that depends on the input only (one matmul for all
 steps), so the sequential `step` does just the recurrent work. `project` is
@@ -37,7 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -46,6 +47,29 @@ from gatedrnn.validation import check_positive
 
 Params = dict[str, Any]
 Carry = Any
+
+
+class _SameAsDxp:
+    def __repr__(self) -> str:
+        return "D_XP"
+
+
+D_XP = _SameAsDxp()  # a d_weights entry's d_out that is the step's d_xp itself (see StepGrads)
+
+
+class StepGrads(NamedTuple):
+    """What `step_backward` returns for one step (see the module docstring)."""
+
+    d_carry: Carry  # d carry_{t-1}, the carry's tree
+    d_xp: Any  # d xp_t: xp's tree, or one flat [b, sum of xp's widths] array
+    d_weights: dict[str, tuple[jax.Array, Any]]  # weight -> (lhs [b, k], d_out [b, g*h] or D_XP)
+    d_others: dict[str, jax.Array]  # param -> d param_t, summed over the batch
+
+
+def accumulation_dtype(dtype) -> Any:
+    """The dtype sums are taken in: the wider of `dtype` and float32 (bfloat16 sums in float32)."""
+    dtype = jnp.dtype(dtype)
+    return jnp.dtype(jnp.float32) if jnp.finfo(dtype).bits < 32 else dtype  # not promote_types: strict mode refuses it
 
 
 def uniform(key: jax.Array, shape: tuple[int, ...], scale: float, dtype) -> jax.Array:
@@ -75,7 +99,7 @@ def gate_matmul(x: jax.Array, w: jax.Array) -> jax.Array | tuple[jax.Array, ...]
 
 def layer_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, eps: float = 1e-5) -> jax.Array:
     """LayerNorm over the last axis; statistics in at least float32 whatever the compute dtype."""
-    x32 = x.astype(jnp.float64 if x.dtype == jnp.float64 else jnp.float32)
+    x32 = x.astype(accumulation_dtype(x.dtype))
     mean = jnp.mean(x32, axis=-1, keepdims=True)
     var = jnp.mean(jnp.square(x32 - mean), axis=-1, keepdims=True)
     y = (x32 - mean) * jax.lax.rsqrt(var + eps)

@@ -7,7 +7,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from gatedrnn.cells.base import Cell, Params, expand, gate_matmul, uniform
+from gatedrnn.cells.base import Cell, Params, StepGrads, accumulation_dtype, expand, gate_matmul, uniform
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,5 +95,7 @@ class GRU(Cell):
         d_rec = jnp.concatenate([d_r, d_z, d_an * r], axis=-1)
         w = params["r"].astype(d_rec.dtype)
         d_h_prev = d_h * z + d_rec @ w.reshape(w.shape[0], -1).T
-        others = {"b_h": jnp.sum(d_rec, axis=0, dtype=jnp.float32).reshape(3, -1)} if self.bias else {}
-        return d_h_prev, (d_r, d_z, d_an), {"r": (h_prev, d_rec)}, others
+        others = {}
+        if self.bias:  # summed in float32 or wider, like every gradient sum of the engine
+            others["b_h"] = jnp.sum(d_rec, axis=0, dtype=accumulation_dtype(d_rec.dtype)).reshape(3, -1)
+        return StepGrads(d_h_prev, (d_r, d_z, d_an), {"r": (h_prev, d_rec)}, others)

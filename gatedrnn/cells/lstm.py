@@ -8,13 +8,23 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gatedrnn.cells.base import Cell, Params, expand, gate_matmul, layer_norm, uniform
-from gatedrnn.validation import check_positive
+from gatedrnn.cells.base import D_XP, Cell, Params, StepGrads, expand, gate_matmul, layer_norm, uniform
+from gatedrnn.validation import ConfigError, check_positive
 
 
 class LSTMCarry(NamedTuple):
     c: jax.Array  # [*batch, h]  cell state
     h: jax.Array  # [*batch, h], or [*batch, p] with a projection
+
+
+class LSTMGates(NamedTuple):
+    """One step's activations, each [*batch, h] (None where the variant has no such gate)."""
+
+    i: jax.Array | None  # input gate (1 - f under cifg)
+    f: jax.Array | None  # forget gate
+    z: jax.Array  # block input
+    o: jax.Array | None  # output gate
+    act_c: jax.Array  # tanh(c_t) (of LN(c_t) with layer_norm; c_t itself without output_activation)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +73,7 @@ class LSTM(Cell):
         if self.proj_size:
             check_positive("LSTM.proj_size", self.proj_size)
         if self.cifg and not (self.input_gate and self.forget_gate):
-            raise ValueError("LSTM.cifg=True couples the input gate to the forget gate: it needs input_gate and forget_gate")
+            raise ConfigError("LSTM.cifg=True couples the input gate to the forget gate: it needs input_gate and forget_gate")
 
     @property
     def gate_names(self) -> tuple[str, ...]:
@@ -120,6 +130,11 @@ class LSTM(Cell):
         return gates
 
     def step(self, params, carry: LSTMCarry, xp, matmul=gate_matmul):
+        new_carry, y, _ = self._forward(params, carry, xp, matmul)
+        return new_carry, y
+
+    def _forward(self, params, carry: LSTMCarry, xp, matmul) -> tuple[LSTMCarry, jax.Array, LSTMGates]:
+        """The step's equations, shared by `step` and `step_residuals`: (carry, y_t, activations)."""
         c, y = carry
         rec = matmul(y, params["r"])
         if self.layer_norm:
@@ -142,12 +157,11 @@ class LSTM(Cell):
         c = c + c_in if f is None else f * c + c_in
         o = gate("o", c)
         c_out = layer_norm(c, params["ln_c_scale"], params["ln_c_bias"]) if self.layer_norm else c
-        y = jnp.tanh(c_out) if self.output_activation else c_out
-        if o is not None:
-            y = o * y
+        act_c = jnp.tanh(c_out) if self.output_activation else c_out
+        y = act_c if o is None else o * act_c
         if self.proj_size:
             y = matmul(y, params["w_proj"])
-        return LSTMCarry(c, y), y
+        return LSTMCarry(c, y), y, LSTMGates(i, f, z, o, act_c)
 
     @property
     def analytic_backward(self) -> bool:
@@ -158,14 +172,8 @@ class LSTM(Cell):
 
     def step_residuals(self, params, carry: LSTMCarry, xp):
         """`step` of the plain LSTM, also returning (y_{t-1}, c_{t-1}, i, f, z, o, tanh c_t)."""
-        c_prev, y_prev = carry
-        ri, rf, rz, ro = gate_matmul(y_prev, params["r"])
-        xi, xf, xz, xo = xp
-        i, f, z, o = jax.nn.sigmoid(xi + ri), jax.nn.sigmoid(xf + rf), jnp.tanh(xz + rz), jax.nn.sigmoid(xo + ro)
-        c = f * c_prev + i * z
-        tanh_c = jnp.tanh(c)
-        y = o * tanh_c
-        return LSTMCarry(c, y), y, (y_prev, c_prev, i, f, z, o, tanh_c)
+        new_carry, y, g = self._forward(params, carry, xp, gate_matmul)
+        return new_carry, y, (carry.h, carry.c, g.i, g.f, g.z, g.o, g.act_c)
 
     def step_backward(self, params, residuals, d_carry: LSTMCarry, d_y):
         """With d_pre = (d_i, d_f, d_z, d_o) the gradients of the gates' pre-activations:
@@ -183,4 +191,4 @@ class LSTM(Cell):
         d_pre = jnp.concatenate([d_i, d_f, d_z, d_o], axis=-1)
         r = params["r"].astype(d_pre.dtype)
         d_y_prev = d_pre @ r.reshape(r.shape[0], -1).T
-        return LSTMCarry(d_c * f, d_y_prev), d_pre, {"r": (y_prev, d_pre)}, {}
+        return StepGrads(LSTMCarry(d_c * f, d_y_prev), d_pre, {"r": (y_prev, D_XP)}, {})

@@ -1,6 +1,16 @@
-"""Studies, results tables and the benchmark harness: what the scripts in `experiments/` run.
+"""The lab: studies, results tables and the benchmark harness, i.e. what the scripts in `experiments/` run.
 
-`studies` (gradient norms, gate activations, multi-seed studies), `results` (the results
-suite and its tables), `benchmark` (the side-by-side speed harness behind
-`experiments/benchmark.py`) and `runtime` (allocator settings for timing runs).
+One module per job:
+
+  gradients.py           input-gradient norms (`input_gradient_norms`, `model_loss_fn`)
+  gates.py               gate activations of an LSTM / GRU over a sequence
+  runs.py                the studies' training runs (`with_overrides`, `train_runs`); a finished run is
+                         read with `gatedrnn.train.runs.load_run`
+  vanishing_gradients.py, lstm_ablation.py, cell_comparison.py   the three studies (experiments/study_*.py)
+  plots.py               their figures; tables.py: the one markdown / CSV table writer
+  results.py             run summaries, the results table and the results suite's rows and commands
+  suite.py               training the results suite and writing its table (experiments/reproduce_results.py)
+  benchmark/             the speed harness of experiments/benchmark.py (contestants, timing, tables)
+  runtime.py             allocator settings for timing runs
+  studies.py             the names the study scripts and notebooks import, re-exported from the above
 """

@@ -1,20 +1,36 @@
-"""The results table, built from training runs' workdirs (never typed by hand).
+"""Results tables built from training runs' workdirs (never typed by hand).
 
-A run's workdir holds `config.json` (the resolved config) and `metrics.jsonl` (see
-`gatedrnn.train.metrics`). `summarize_run` reads both; `results_rows` turns summaries into
-table rows with the trivial baseline, a published figure where one exists and the command
-that reproduces the run.
+One summary type and one document for both tables:
+
+- `summarize_run(workdir) -> RunSummary`: a run's config (config.json), the config file that
+  trained it, its metrics.jsonl records and final_metrics.json, and what the tables read from them.
+- the results table (`experiments/results_table.py`): `results_rows` gives one row per run
+  (HEADER) with the trivial baseline, a published figure where one applies and `run_command`,
+  the `experiments.train` command that reproduces the run;
+- the results suite (`experiments/reproduce_results.py`, trained by `gatedrnn.lab.suite`): one
+  row per `SUITE` entry (SUITE_HEADER, `suite_row`), each task's headline metric (`HEADLINES`)
+  as mean ± sd over seeds;
+- `document` writes either as markdown: an intro, the table, then the commands.
+
+`run_command` names the config file the run was trained from: the one `experiments.train`
+recorded in the workdir, or for older runs the configs/*.py file whose defaults the run's config
+matches best (a task can have several: sequential_mnist is mnist_pixel.py, mnist_rows.py, ...).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
+import functools
+import glob
 import math
 import os
-from typing import Any, Iterable
+import runpy
+import sys
+from typing import Any, Iterable, Sequence
 
+from gatedrnn.lab.tables import markdown_table, write_csv, write_text
 from gatedrnn.train.metrics import read_final_metrics, read_metrics
+from gatedrnn.train.runs import read_config, read_config_file
 
 # (task, cell) -> (the shortest T it applies from, published result, source); only for the cell's
 # default options. Qualitative where the source gives a figure, not a number.
@@ -29,16 +45,20 @@ HEADER = ["run", "task", "T", "cell", "options", "steps", "eval loss (last)", "e
           "last / baseline", "first step < 0.1 x baseline", "published", "train time (s)", "command"]
 
 
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Dotted keys; `model.cell_options` stays one value (it is one command-line field)."""
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and name != "model.cell_options":
-            out.update(_flatten(value, name + "."))
-        else:
-            out[name] = value
-    return out
+# ------------------------------------------------------------------------------ one run
+
+
+def metric_value(records: list[dict[str, Any]], final: dict[str, float], key: str | float | None) -> float:
+    """A headline or baseline value of one run: the last finite eval value ("eval_x"), a final
+    metric ("final:x", from final_metrics.json) or a constant; NaN for None or a missing one."""
+    if key is None:
+        return math.nan
+    if isinstance(key, (int, float)):
+        return float(key)
+    if key.startswith("final:"):
+        return float(final.get(key[len("final:"):], math.nan))
+    values = [r[key] for r in records if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
+    return float(values[-1]) if values else math.nan
 
 
 def train_time_s(records: Iterable[dict[str, Any]]) -> float:
@@ -52,31 +72,96 @@ def train_time_s(records: Iterable[dict[str, Any]]) -> float:
     return total
 
 
-def summarize_run(workdir: str) -> dict[str, Any]:
-    """What the table needs from one workdir; FileNotFoundError names a missing file."""
-    config_path, metrics_path = os.path.join(workdir, "config.json"), os.path.join(workdir, "metrics.jsonl")
-    for path in (config_path, metrics_path):
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"{path} is missing: {workdir} is not a finished training run")
-    with open(config_path) as f:
-        config = json.load(f)
+@dataclasses.dataclass(frozen=True)
+class RunSummary:
+    """What the tables read from one workdir (`summarize_run`). Fields read as attributes, or
+    by name like a dict (`summary["eval_loss"]`), as the summaries of earlier versions did."""
+
+    workdir: str  # absolute
+    config: dict[str, Any]  # config.json
+    config_file: str | None  # the --config experiments.train recorded, e.g. "configs/mnist_pixel.py"
+    records: list[dict[str, Any]]  # metrics.jsonl
+    final: dict[str, float]  # final_metrics.json ({} when the task writes none)
+    task: str
+    cell: str
+    cell_options: dict[str, Any]
+    seq_len: int | None
+    steps: int  # of the last record
+    eval_loss: float  # the last finite eval loss
+    best_eval_loss: float
+    baseline: float  # the mean over evals of the eval_baseline* metric
+    train_time_s: float
+    cpu_s: float  # process CPU seconds (all threads), NaN when not logged
+    solved_step: int | None  # the first eval step below SOLVED x baseline
+
+    @property
+    def name(self) -> str:
+        return os.path.basename(self.workdir)
+
+    @property
+    def finished(self) -> bool:
+        """Whether the run reached its config's train.num_steps."""
+        return self.steps == self.config["train"]["num_steps"]
+
+    def metric(self, key: str | float | None) -> float:
+        """`metric_value` of this run's records and final metrics."""
+        return metric_value(self.records, self.final, key)
+
+    def __getitem__(self, field: str) -> Any:
+        return getattr(self, field)
+
+
+def summarize_run(workdir: str) -> RunSummary:
+    """The summary of one workdir; FileNotFoundError names a missing config.json or metrics.jsonl."""
+    config = read_config(workdir).to_dict()
+    metrics_path = os.path.join(workdir, "metrics.jsonl")
+    if not os.path.exists(metrics_path):
+        raise FileNotFoundError(f"{metrics_path} is missing: {workdir} is not a finished training run")
     records = read_metrics(metrics_path)
     evals = [r for r in records if isinstance(r.get("eval_loss"), (int, float)) and math.isfinite(r["eval_loss"])]
     baselines = [r[k] for r in evals for k in r if k.startswith("eval_baseline")]
-    return {
-        "workdir": os.path.abspath(workdir),
-        "config": config,
-        "task": config["task"],
-        "cell": config["model"]["cell"],
-        "cell_options": config["model"].get("cell_options") or {},
-        "seq_len": config.get("data", {}).get("seq_len"),
-        "steps": records[-1]["step"] if records else 0,
-        "eval_loss": evals[-1]["eval_loss"] if evals else math.nan,
-        "best_eval_loss": min(r["eval_loss"] for r in evals) if evals else math.nan,
-        "baseline": sum(baselines) / len(baselines) if baselines else math.nan,
-        "train_time_s": train_time_s(records),
-        "solved_step": next((r["step"] for r in evals if baselines and r["eval_loss"] < SOLVED * baselines[0]), None),
-    }
+    cpu = [r["cpu_s"] for r in records if r.get("cpu_s")]
+    return RunSummary(
+        workdir=os.path.abspath(workdir),
+        config=config,
+        config_file=read_config_file(workdir),
+        records=records,
+        final=read_final_metrics(workdir),
+        task=config["task"],
+        cell=config["model"]["cell"],
+        cell_options=config["model"].get("cell_options") or {},
+        seq_len=config.get("data", {}).get("seq_len"),
+        steps=records[-1]["step"] if records else 0,
+        eval_loss=evals[-1]["eval_loss"] if evals else math.nan,
+        best_eval_loss=min(r["eval_loss"] for r in evals) if evals else math.nan,
+        baseline=sum(baselines) / len(baselines) if baselines else math.nan,
+        train_time_s=train_time_s(records),
+        cpu_s=max(cpu) if cpu else math.nan,
+        solved_step=next((r["step"] for r in evals if baselines and r["eval_loss"] < SOLVED * baselines[0]), None),
+    )
+
+
+def is_finished(workdir: str) -> bool:
+    """A run whose metrics.jsonl reached its config's train.num_steps."""
+    try:
+        return summarize_run(workdir).finished
+    except FileNotFoundError:
+        return False
+
+
+# ------------------------------------------------------------------------------ the command of a run
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Dotted keys; `model.cell_options` stays one value (it is one command-line field)."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and name != "model.cell_options":
+            out.update(_flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
 
 
 def reproduce_command(config: dict[str, Any], default: dict[str, Any] | None, config_file: str,
@@ -98,28 +183,170 @@ def reproduce_command(config: dict[str, Any], default: dict[str, Any] | None, co
     return " ".join(parts)
 
 
-def results_rows(summaries: Iterable[dict[str, Any]], defaults: dict[str, dict[str, Any]] | None = None,
-                 workdir_for_command: str = "/tmp/{name}") -> list[list[Any]]:
-    """Table rows (see HEADER), in the order given.
+def _split_argument(config_file: str) -> tuple[str, str | None]:
+    """"configs/adding.py:smoke" -> ("configs/adding.py", "smoke"), as ml_collections' config flag reads it."""
+    path, sep, arg = config_file.partition(":")
+    return path, (arg if sep else None)
 
-    defaults: task -> the default config of configs/<task>.py as a dict (for the commands);
+
+def _file_default(path: str, arg: str | None) -> dict[str, Any] | None:
+    """get_config(arg) of a config file as a dict (read once per process), or None when the file is missing."""
+    return _load_default(os.path.abspath(path), arg)
+
+
+@functools.lru_cache(maxsize=None)
+def _load_default(path: str, arg: str | None) -> dict[str, Any] | None:
+    if not os.path.exists(path):
+        return None
+    root = os.path.dirname(os.path.dirname(os.path.abspath(path)))  # config files import configs.common
+    added = root not in sys.path
+    if added:
+        sys.path.append(root)
+    try:
+        get_config = runpy.run_path(path)["get_config"]
+        return (get_config(arg) if arg is not None else get_config()).to_dict()
+    finally:
+        if added:
+            sys.path.remove(root)
+
+
+def config_files(configs_dir: str = "configs") -> list[str]:
+    """The task config files of a configs directory (common.py, what they share, left out)."""
+    return sorted(p for p in glob.glob(os.path.join(configs_dir, "*.py")) if os.path.basename(p) != "common.py")
+
+
+def nearest_config_file(config: dict[str, Any], configs_dir: str = "configs") -> str | None:
+    """The config file of `configs_dir` with the run's task whose defaults differ from `config` in the
+    fewest fields (a field one of them lacks counts as different); None when no file has the task."""
+    current = _flatten(config)
+    best = None
+    for path in config_files(configs_dir):
+        default = _file_default(path, None)
+        if default is None or default.get("task") != config.get("task"):
+            continue
+        base = _flatten(default)
+        differing = sum(base.get(f, _MISSING) != current.get(f, _MISSING) for f in set(base) | set(current))
+        if best is None or differing < best[0]:
+            best = (differing, path)
+    return None if best is None else best[1]
+
+
+_MISSING = object()
+
+
+def run_config_file(summary: RunSummary, configs_dir: str = "configs") -> tuple[str, str] | None:
+    """(as the command names it, the file to read its defaults from) for the config file of a run:
+    the recorded --config, shown as configs/<name> when it lies in a configs/ directory, or
+    `nearest_config_file`; None when neither names one."""
+    if summary.config_file:
+        path, arg = _split_argument(summary.config_file)
+        if os.path.basename(os.path.dirname(os.path.abspath(path))) == "configs":
+            shown = f"configs/{os.path.basename(path)}" + (f":{arg}" if arg is not None else "")
+            return shown, os.path.join(configs_dir, os.path.basename(path)) + (f":{arg}" if arg is not None else "")
+        return summary.config_file, summary.config_file
+    path = nearest_config_file(summary.config, configs_dir)
+    return None if path is None else (f"configs/{os.path.basename(path)}", path)
+
+
+def run_command(summary: RunSummary, workdir: str, configs_dir: str = "configs") -> str | None:
+    """The `experiments.train` command that reproduces the run into `workdir` (`reproduce_command`
+    against its config file's defaults); None when no config file has its task."""
+    found = run_config_file(summary, configs_dir)
+    if found is None:
+        return None
+    shown, source = found
+    return reproduce_command(summary.config, _file_default(*_split_argument(source)), shown, workdir)
+
+
+# ------------------------------------------------------------------------------ the results table
+
+
+def results_rows(summaries: Iterable[RunSummary], workdir_for_command: str = "/tmp/{name}",
+                 configs_dir: str = "configs") -> list[list[Any]]:
+    """Table rows (see HEADER), in the order given; the last column is the run's command.
+
     workdir_for_command: the --workdir in each command, formatted with name = the run's directory name.
     """
     rows = []
     for s in summaries:
-        min_len, published, source = PUBLISHED.get((s["task"], s["cell"]), (0, "", ""))
-        if s["cell_options"] or (s["seq_len"] or 0) < min_len:
+        min_len, published, source = PUBLISHED.get((s.task, s.cell), (0, "", ""))
+        if s.cell_options or (s.seq_len or 0) < min_len:
             published = ""
-        options = ", ".join(f"{k}={v}" for k, v in sorted(s["cell_options"].items())) or "-"
-        command = reproduce_command(s["config"], (defaults or {}).get(s["task"]), f"configs/{s['task']}.py",
-                                    workdir_for_command.format(name=os.path.basename(s["workdir"])))
+        options = ", ".join(f"{k}={v}" for k, v in sorted(s.cell_options.items())) or "-"
+        command = run_command(s, workdir_for_command.format(name=s.name), configs_dir)
         rows.append([
-            os.path.basename(s["workdir"]), s["task"], s["seq_len"] if s["seq_len"] is not None else "-", s["cell"], options, s["steps"],
-            s["eval_loss"], s["best_eval_loss"], s["baseline"], s["eval_loss"] / s["baseline"],
-            "never" if s["solved_step"] is None else s["solved_step"],
-            f"{published} ({source})" if published else "-", round(s["train_time_s"]), command,
+            s.name, s.task, s.seq_len if s.seq_len is not None else "-", s.cell, options, s.steps,
+            s.eval_loss, s.best_eval_loss, s.baseline, s.eval_loss / s.baseline,
+            "never" if s.solved_step is None else s.solved_step,
+            f"{published} ({source})" if published else "-", round(s.train_time_s), command or "-",
         ])
     return rows
+
+
+def document(intro: str, header: Sequence[str], rows: Sequence[Sequence[Any]],
+             commands: Sequence[tuple[str, Sequence[str]]], commands_heading: str) -> str:
+    """Markdown: `intro`, the table, then `commands_heading` and a bash block of (name, commands)
+    pairs, each as `# name` and its commands, one a line."""
+    block = "".join(f"# {name}\n" + "".join(c + "\n" for c in lines) for name, lines in commands)
+    return f"{intro}\n\n{markdown_table(header, rows)}\n{commands_heading}\n\n```bash\n{block}```\n"
+
+
+def parse_document(text: str) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """The inverse of `document` for merging: (name -> row cells as written, name -> commands)."""
+    rows: dict[str, list[str]] = {}
+    commands: dict[str, list[str]] = {}
+    table, _, rest = text.partition("```bash\n")
+    for line in table.splitlines():
+        if line.startswith("| ") and line.endswith(" |"):
+            cells = line[2:-2].split(" | ")
+            rows.setdefault(cells[0], cells)
+    name = None
+    for line in rest.split("```", 1)[0].splitlines():
+        if line.startswith("# "):
+            name = line[2:]
+            commands[name] = []
+        elif name is not None and line:
+            commands[name].append(line)
+    return rows, commands
+
+
+def results_table(summaries: Sequence[RunSummary], *, title: str, generated_by: str,
+                  workdir_for_command: str = "/tmp/{name}", configs_dir: str = "configs") -> tuple[str, list[list[Any]]]:
+    """(markdown, rows with HEADER's columns) of the results table: `# title`, how it was made
+    (`generated_by`, the command), the table and each run's command below it."""
+    rows = results_rows(summaries, workdir_for_command, configs_dir)
+    intro = (f"# {title}\n\nGenerated by `{generated_by}` "
+             "from each run's config.json and metrics.jsonl. Eval loss: the task's eval loss (MSE for the adding "
+             "problem) on the fixed held-out batches; baseline: the trivial predictor on the same batches (the "
+             "mean over evals); first step < 0.1 x baseline: the first eval step below a tenth of the baseline; "
+             "train time: the training loop's wall-clock seconds, compilation and evals included.")
+    text = document(intro, HEADER[:-1], [row[:-1] for row in rows], [(row[0], [row[-1]]) for row in rows],
+                    "To reproduce a row, run its command from the repository root:")
+    return text, rows
+
+
+def read_manifests(paths: Sequence[str]) -> list[str]:
+    """The workdirs listed in manifest files, one a line (the studies write <out>/manifest.txt)."""
+    workdirs = []
+    for path in paths:
+        with open(path) as f:
+            workdirs += [line.strip() for line in f if line.strip()]
+    return workdirs
+
+
+def write_results_table(workdirs: Sequence[str], *, title: str, generated_by: str, out: str | None = None,
+                        csv: str | None = None, workdir_for_command: str = "/tmp/{name}",
+                        configs_dir: str = "configs") -> str:
+    """The results table of `workdirs` into `out` (markdown) and `csv` (every column, the commands
+    included); returns what the script prints: the markdown when `out` is None, else where it went."""
+    text, rows = results_table([summarize_run(w) for w in workdirs], title=title, generated_by=generated_by,
+                               workdir_for_command=workdir_for_command, configs_dir=configs_dir)
+    if csv:
+        write_csv(csv, HEADER, rows)
+    if out is None:
+        return text
+    write_text(out, text)
+    return f"wrote {out}"
 
 
 # ------------------------------------------------------------------------------ the results suite
@@ -156,18 +383,6 @@ HEADLINES: dict[str, Headline] = {
                          "independent pitches", False),
     "g2p": Headline("phoneme error rate, beam search", "final:test_per_beam", None, "-", False),
 }
-
-
-def metric_value(records: list[dict[str, Any]], final: dict[str, float], key: str | float | None) -> float:
-    """A headline or baseline value of one run: the last finite eval value, a final metric or a constant."""
-    if key is None:
-        return math.nan
-    if isinstance(key, (int, float)):
-        return float(key)
-    if key.startswith("final:"):
-        return float(final.get(key[len("final:"):], math.nan))
-    values = [r[key] for r in records if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
-    return float(values[-1]) if values else math.nan
 
 
 @dataclasses.dataclass(frozen=True)
@@ -224,15 +439,6 @@ def seed_workdir(out: str, entry: Entry, seed: int) -> str:
     return os.path.join(out, entry.name, f"seed{seed}")
 
 
-def is_finished(workdir: str) -> bool:
-    """A run whose metrics.jsonl reached its config's train.num_steps."""
-    try:
-        s = summarize_run(workdir)
-    except FileNotFoundError:
-        return False
-    return s["steps"] == s["config"]["train"]["num_steps"]
-
-
 def _mean_sd(values: list[float]) -> str:
     values = [v for v in values if math.isfinite(v)]
     if not values:
@@ -247,22 +453,17 @@ def _mean_sd(values: list[float]) -> str:
 def suite_row(entry: Entry, workdirs: list[str]) -> list[Any]:
     """One table row (SUITE_HEADER) from the seed runs of `entry`: mean ± sd (min-max) over seeds."""
     summaries = [summarize_run(w) for w in workdirs]
-    task = summaries[0]["task"]
+    task = summaries[0].task
     if task not in HEADLINES:
         raise ValueError(f"task {task!r} has no headline metric; add one to gatedrnn.lab.results.HEADLINES")
     h = HEADLINES[task]
-    reached, baseline, cpu = [], [], []
-    for s, w in zip(summaries, workdirs):
-        records = read_metrics(os.path.join(w, "metrics.jsonl"))
-        final = read_final_metrics(w)
-        reached.append(metric_value(records, final, h.key))
-        baseline.append(metric_value(records, final, h.baseline))
-        cpu.append(max((r.get("cpu_s") or 0.0) for r in records) if records else math.nan)
+    cpu = [s.cpu_s for s in summaries]
     arrow = "↑" if h.higher_is_better else "↓"
-    base = _mean_sd(baseline)
+    base = _mean_sd([s.metric(h.baseline) for s in summaries])
     return [
-        entry.name, os.path.basename(entry.config), summaries[0]["cell"], len(summaries), f"{h.metric} {arrow}",
-        _mean_sd(reached), f"{base} ({h.baseline_name})" if base != "-" else "-", entry.published or "-",
-        summaries[0]["steps"], round(sum(cpu) / len(cpu)) if all(c > 0 for c in cpu) else "-",
-        round(sum(s["train_time_s"] for s in summaries) / len(summaries)),
+        entry.name, os.path.basename(entry.config), summaries[0].cell, len(summaries), f"{h.metric} {arrow}",
+        _mean_sd([s.metric(h.key) for s in summaries]), f"{base} ({h.baseline_name})" if base != "-" else "-",
+        entry.published or "-", summaries[0].steps,
+        round(sum(cpu) / len(cpu)) if all(c > 0 for c in cpu) else "-",  # NaN (not logged) > 0 is False
+        round(sum(s.train_time_s for s in summaries) / len(summaries)),
     ]

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from gatedrnn.losses import sequence_mask
 from gatedrnn.validation import check_choice, check_positive
 
 
@@ -36,15 +37,7 @@ class Memory(NamedTuple):
     mask: jax.Array
 
 
-def full_mask(batch: int, time: int) -> jax.Array:
-    return jnp.ones((batch, time), bool)
-
-
-def lengths_to_mask(seq_lengths: jax.Array | None, batch: int, time: int) -> jax.Array:
-    """seq_lengths [b] -> mask [b, t] with mask[i, j] = j < seq_lengths[i]; None -> all True."""
-    if seq_lengths is None:
-        return full_mask(batch, time)
-    return jnp.arange(time, dtype=jnp.int32)[None, :] < jnp.asarray(seq_lengths, jnp.int32)[:, None]
+lengths_to_mask = sequence_mask  # the old name of `gatedrnn.losses.sequence_mask`, kept for outside scripts
 
 
 def masked_softmax(scores: jax.Array, mask: jax.Array, axis: int = -1) -> jax.Array:
@@ -68,7 +61,7 @@ def _check_memory(keys: jax.Array, values: jax.Array, mask: jax.Array | None) ->
             f"keys and values must be [batch, source, features] with equal batch and source, got {keys.shape} and {values.shape}"
         )
     if mask is None:
-        return full_mask(*keys.shape[:2])
+        return sequence_mask(None, *keys.shape[:2])
     if mask.shape != keys.shape[:2] or mask.dtype != jnp.bool_:
         raise ValueError(f"mask must be bool of shape [batch, source]={keys.shape[:2]}, got {mask.shape} {mask.dtype}")
     return mask

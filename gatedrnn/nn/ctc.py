@@ -4,7 +4,7 @@ Glossary: b batch, t frames, n labels per sequence, k classes (blank included).
 
 The model emits per-frame logits over k classes, class `blank_id` (default 0) being the blank.
 Training maximizes p(labels | x) = sum over alignments a that collapse to the labels of
-prod_t p(a_t | x) (`optax.ctc_loss`). Greedy decoding takes the per-frame argmax, merges
+prod_t p(a_t | x) (`gatedrnn.losses.ctc_loss`, over `optax.ctc_loss`). Greedy decoding takes the per-frame argmax, merges
 repeats, then drops blanks: "aa-ab--b" -> "a-ab-b" -> "aabb" with '-' the blank.
 """
 
@@ -14,31 +14,16 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
 from flax import nnx
 
-from gatedrnn.nn.encoder import SequenceEncoder, sequence_mask
+from gatedrnn.losses import ctc_loss, sequence_mask
+from gatedrnn.nn.encoder import SequenceEncoder
 from gatedrnn.validation import check_positive
 
 
 class CTCDecoded(NamedTuple):
     labels: jax.Array  # [b, t] int32, `pad_value` after the end
     lengths: jax.Array  # [b] int32
-
-
-def ctc_loss(logits: jax.Array, seq_lengths: jax.Array | None, labels: jax.Array, label_lengths: jax.Array,
-             blank_id: int = 0) -> jax.Array:
-    """-log p(labels | x) per sequence: logits [b, t, k], labels [b, n] int -> [b].
-
-    Frames at t >= seq_lengths and labels at n >= label_lengths are padding.
-    """
-    if logits.ndim != 3 or labels.ndim != 2 or labels.shape[0] != logits.shape[0]:
-        raise ValueError(f"ctc_loss needs logits [batch, time, classes] and labels [batch, labels], "
-                         f"got {logits.shape} and {labels.shape}")
-    b, t = logits.shape[:2]
-    logit_pad = (~sequence_mask(seq_lengths, b, t)).astype(logits.dtype)
-    label_pad = (~sequence_mask(label_lengths, b, labels.shape[1])).astype(logits.dtype)
-    return optax.ctc_loss(logits, logit_pad, labels.astype(jnp.int32), label_pad, blank_id=blank_id)
 
 
 def ctc_greedy_decode(logits: jax.Array, seq_lengths: jax.Array | None = None, blank_id: int = 0,

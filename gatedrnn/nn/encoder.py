@@ -9,9 +9,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import optax
 from flax import nnx
 
+from gatedrnn.losses import language_model_metrics
+from gatedrnn.losses import sequence_mask as sequence_mask  # re-exported: README imports it from here
 from gatedrnn.nn.layers import build_rnn
 from gatedrnn.validation import check_positive
 
@@ -63,20 +64,17 @@ class SequenceEncoder(nnx.Module):
         return self.rnn(self.embed_inputs(x), seq_lengths=seq_lengths, initial_carry=initial_carry)
 
 
-def sequence_mask(seq_lengths: jax.Array | None, batch: int, time: int) -> jax.Array:
-    """[b] lengths -> bool [b, t], True at valid steps (all True for None)."""
-    if seq_lengths is None:
-        return jnp.ones((batch, time), bool)
-    return jnp.arange(time, dtype=jnp.int32)[None, :] < jnp.asarray(seq_lengths, jnp.int32)[:, None]
+def carry_bridge(carry_template: Any, input_size: int, *, rngs: nnx.Rngs) -> nnx.List:
+    """One Linear(input_size -> leaf size) per leaf of a decoder's carry (e.g. `initial_carry(1)`)."""
+    return nnx.List([nnx.Linear(input_size, leaf.shape[-1], rngs=rngs) for leaf in jax.tree.leaves(carry_template)])
 
 
-def masked_mean(values: jax.Array, mask: jax.Array) -> jax.Array:
-    """Mean of values [...] over positions where mask [...] is True (0 if none)."""
-    m = mask.astype(values.dtype)
-    return jnp.sum(values * m) / jnp.maximum(jnp.sum(m), jnp.asarray(1, values.dtype))
+def bridge_carry(bridge: nnx.List, carry_template: Any, v: jax.Array) -> Any:
+    """v [b, f] -> the carry with leaves tanh(W_c v + b_c) [b, leaf size], in `carry_template`'s structure."""
+    return jax.tree.unflatten(jax.tree.structure(carry_template), [jnp.tanh(layer(v)) for layer in bridge])
 
 
 def sequence_cross_entropy(logits: jax.Array, labels: jax.Array, mask: jax.Array) -> jax.Array:
-    """Mean token cross-entropy: logits [b, t, v], int labels [b, t], bool mask [b, t] -> scalar."""
-    losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-    return masked_mean(losses, mask)
+    """Mean token cross-entropy over the valid tokens (`language_model_metrics`' loss, in float32):
+    logits [b, t, v], int labels [b, t], bool mask [b, t] -> scalar (0 if no token is valid)."""
+    return language_model_metrics(logits, labels, mask)[0]

@@ -22,8 +22,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from gatedrnn.losses import sequence_mask
 from gatedrnn.nn.attention import masked_softmax
-from gatedrnn.nn.encoder import SequenceEncoder, sequence_mask
+from gatedrnn.nn.encoder import SequenceEncoder
 from gatedrnn.validation import check_choice, check_positive
 
 

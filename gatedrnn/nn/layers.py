@@ -14,22 +14,20 @@ from flax import nnx
 
 from gatedrnn.cells import Cell, make_cell
 from gatedrnn.cells.base import Params
-from gatedrnn.scan import scan_cell
+from gatedrnn.nn.params import param_values
+from gatedrnn.scan import SCAN_FIELDS, ScanOptions, scan_cell, with_overrides
 from gatedrnn.validation import check_choice, check_positive
-
-
-def _values(tree: Any) -> Any:
-    return jax.tree.map(lambda v: v[...], tree, is_leaf=lambda v: isinstance(v, nnx.Variable))
 
 
 class RNN(nnx.Module):
     """One recurrent layer over any cell.
 
     `params` overrides the cell's own init (used by `gatedrnn.nn.interop`); otherwise
-    `rngs.params()` seeds `cell.init`. `dtype` is the compute dtype (e.g. bfloat16) while
-    parameters stay in `param_dtype`. `reverse`, `unroll`, `remat`, `dtype`, `vjp` and `projection_chunk` are
-    passed to `gatedrnn.scan.scan_cell` (see there); they are plain attributes, so they can be
-    changed after construction.
+    `rngs.params()` seeds `cell.init`. `scan` (a `ScanOptions`: mode, vjp, remat, unroll,
+    projection_chunk, compute dtype) says how `gatedrnn.scan.scan_cell` runs the cell; keywords
+    named like its fields (`unroll=2`, `dtype=jnp.bfloat16`, ...) override them. Parameters
+    stay in `param_dtype` whatever the compute dtype. `reverse` and `scan` are plain attributes,
+    so they can be changed after construction.
     """
 
     def __init__(
@@ -39,12 +37,9 @@ class RNN(nnx.Module):
         rngs: nnx.Rngs | None = None,
         params: Params | None = None,
         reverse: bool = False,
-        unroll: int | bool = 1,
-        remat: bool | int | str = False,
-        dtype: Any = None,
+        scan: ScanOptions | None = None,
         param_dtype: Any = jnp.float32,
-        vjp: str = "fused",
-        projection_chunk: int | None = 32,
+        **scan_fields: Any,
     ):
         if params is None:
             if rngs is None:
@@ -52,11 +47,7 @@ class RNN(nnx.Module):
             params = cell.init(rngs.params(), param_dtype)
         self.cell = cell
         self.reverse = reverse
-        self.unroll = unroll
-        self.remat = remat
-        self.dtype = dtype
-        self.vjp = vjp
-        self.projection_chunk = projection_chunk
+        self.scan = with_overrides(scan, **scan_fields)
         self.params = nnx.data(jax.tree.map(nnx.Param, params))
 
     @property
@@ -74,16 +65,12 @@ class RNN(nnx.Module):
         """x [batch, time, input_size] -> (outputs [batch, time, output_size], carry)."""
         return scan_cell(
             self.cell,
-            _values(self.params),
+            param_values(self.params),
             x,
             initial_carry=initial_carry,
             seq_lengths=seq_lengths,
             reverse=self.reverse,
-            unroll=self.unroll,
-            remat=self.remat,
-            dtype=self.dtype,
-            vjp=self.vjp,
-            projection_chunk=self.projection_chunk,
+            options=self.scan,
         )
 
 
@@ -185,24 +172,27 @@ def build_rnn(
     merge: str = "concat",
     dropout: float = 0.0,
     residual: bool = False,
-    unroll: int | bool = 1,
-    remat: bool | int | str = False,
-    dtype: Any = None,
-    vjp: str = "fused",
+    scan: ScanOptions | None = None,
     **cell_options,
 ) -> Stack:
     """A `Stack` of `num_layers` layers of a registered cell, optionally bidirectional.
 
+    `scan` (a `ScanOptions`) is how every layer runs; keyword options named like its fields
+    (`unroll=`, `remat=`, `dtype=`, `vjp=`, `projection_chunk=`, `mode=`) override them, and
+    the other keyword options go to the cell.
+
     Example:
-      rnn = build_rnn("lstm", 8, 32, num_layers=2, bidirectional=True, rngs=nnx.Rngs(0))
+      rnn = build_rnn("lstm", 8, 32, num_layers=2, bidirectional=True, rngs=nnx.Rngs(0),
+                      scan=ScanOptions(remat=True))
       outputs, carries = rnn(x, seq_lengths=lengths)   # x [b, t, 8] -> outputs [b, t, 64]
     """
     check_positive("model.num_layers", num_layers)
+    scan = with_overrides(scan, **{k: cell_options.pop(k) for k in SCAN_FIELDS if k in cell_options})
     layers = []
     size = input_size
     for _ in range(num_layers):
         cell_def = make_cell(cell, size, hidden_size, **cell_options)
-        kw = dict(rngs=rngs, unroll=unroll, remat=remat, dtype=dtype, vjp=vjp)
+        kw = dict(rngs=rngs, scan=scan)
         if bidirectional:
             layer = Bidirectional(RNN(cell_def, **kw), RNN(cell_def, reverse=True, **kw), merge=merge)
         else:

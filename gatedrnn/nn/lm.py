@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from gatedrnn.nn.encoder import SequenceEncoder
+from gatedrnn.nn.encoder import SequenceEncoder, bridge_carry, carry_bridge
 from gatedrnn.nn.heads import last_pool
 from gatedrnn.validation import check_positive
 
@@ -61,21 +61,25 @@ def sample_logits(key: jax.Array, logits: jax.Array, temperature: float = 1.0, t
 
 def generate_tokens(step: Callable, key: jax.Array, logits: jax.Array, carry: Any, num_steps: int, *,
                     temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-                    eos_id: int | None = None, pad_id: int = 0) -> jax.Array:
-    """The sampling loop shared by the generators, as one `lax.scan`.
+                    eos_id: int | None = None, pad_id: int = 0, draw: Callable | None = None) -> jax.Array:
+    """The sampling loop shared by every generator (language models, tasks' samplers), as one `lax.scan`.
 
     step(token [b], carry) -> (logits [b, v], carry); `logits` [b, v] predict the first token.
     Returns tokens [b, num_steps]; after a sequence emits `eos_id` it emits `pad_id`.
+    `draw(key, logits) -> token` replaces `sample_logits` (e.g. Bernoulli piano-roll frames
+    [b, p] from logits [b, p]); then the tokens are whatever it returns, [b, num_steps, ...].
     """
     check_positive("generate.num_steps", num_steps)
     _check_sampling(temperature, top_k, top_p)
     b = logits.shape[0]
+    if draw is None:
+        draw = functools.partial(sample_logits, temperature=temperature, top_k=top_k, top_p=top_p)
 
     def body(state, key_t):
         logits, carry, finished = state
-        token = sample_logits(key_t, logits, temperature, top_k, top_p)
-        token = jnp.where(finished, pad_id, token)
+        token = draw(key_t, logits)
         if eos_id is not None:
+            token = jnp.where(finished, pad_id, token)
             finished = finished | (token == eos_id)
         logits, carry = step(token, carry)
         return (logits, carry, finished), token
@@ -140,16 +144,14 @@ class OneToMany(nnx.Module):
         if not 0 <= bos_id < vocab_size:
             raise ValueError(f"OneToMany.bos_id={bos_id} must lie in [0, vocab_size={vocab_size})")
         self.decoder = LanguageModel(cell, hidden_size, vocab_size, rngs=rngs, **lm_options)
-        template = jax.tree.leaves(self.decoder.initial_carry(1))
-        self.bridge = nnx.List([nnx.Linear(condition_size, leaf.shape[-1], rngs=rngs) for leaf in template])
+        self.bridge = carry_bridge(self.decoder.initial_carry(1), condition_size, rngs=rngs)
         self.bos_id, self.condition_size = bos_id, condition_size
 
     def initial_carry_from(self, v: jax.Array):
         """v [b, f] -> the decoder stack's carry (a list over layers of cell carries)."""
         if v.ndim != 2 or v.shape[1] != self.condition_size:
             raise ValueError(f"condition must have shape [batch, {self.condition_size}], got {v.shape}")
-        structure = jax.tree.structure(self.decoder.initial_carry(1))
-        return jax.tree.unflatten(structure, [jnp.tanh(layer(v)) for layer in self.bridge])
+        return bridge_carry(self.bridge, self.decoder.initial_carry(1), v)
 
     def __call__(self, v, tokens_in, seq_lengths=None) -> jax.Array:
         """Teacher forcing: v [b, f], tokens_in [b, t] (bos y_1 ..) -> logits [b, t, v]."""

@@ -38,11 +38,8 @@ from flax import nnx
 from gatedrnn.cells import LSTMCarry, MinGRU
 from gatedrnn.cells.base import Cell, Params, WrappedCell, gate_matmul
 from gatedrnn.nn.layers import RNN, Bidirectional, Stack
+from gatedrnn.nn.params import param_values
 from gatedrnn.scan import scan_cell
-
-
-def param_values(module_params: Any) -> Any:
-    return jax.tree.map(lambda v: v[...], module_params, is_leaf=lambda v: isinstance(v, nnx.Variable))
 
 
 def _carry_sizes(cell: Cell) -> list[int]:
@@ -202,8 +199,7 @@ class RegularizedRNN(nnx.Module):
         if masks.recurrent is not None:
             params["recurrent_mask"] = masks.recurrent
         ys, carry = scan_cell(self.cell, params, x, initial_carry=initial_carry, seq_lengths=seq_lengths,
-                              reverse=self.layer.reverse, unroll=self.layer.unroll, remat=self.layer.remat,
-                              dtype=self.layer.dtype, vjp=self.layer.vjp)
+                              reverse=self.layer.reverse, options=self.layer.scan)
         if masks.output is not None:
             ys = ys * masks.output[:, None, :].astype(ys.dtype)
         return ys, carry

@@ -35,17 +35,14 @@ import jax.numpy as jnp
 from flax import nnx
 
 from gatedrnn.cells import make_cell
+from gatedrnn.losses import sequence_mask
 from gatedrnn.nn.attention import Memory, make_attention
-from gatedrnn.nn.encoder import SequenceEncoder, sequence_mask
+from gatedrnn.nn.encoder import SequenceEncoder, bridge_carry, carry_bridge
 from gatedrnn.nn.heads import mean_pool
 from gatedrnn.nn.layers import RNN
+from gatedrnn.nn.params import param_values
+from gatedrnn.scan import ScanOptions
 from gatedrnn.validation import check_choice, check_positive
-
-
-def param_values(module_params: Any) -> Any:
-    """A pytree of nnx.Variable -> the same pytree of arrays."""
-    return jax.tree.map(lambda v: v[...], module_params, is_leaf=lambda v: isinstance(v, nnx.Variable))
-
 
 STYLES = ("luong", "bahdanau")
 
@@ -83,7 +80,7 @@ class Seq2Seq(nnx.Module):
                  source_vocab: int | None = None, source_size: int | None = None, embed_size: int | None = None,
                  encoder_layers: int = 1, bidirectional: bool = True, attention: str = "general",
                  input_feeding: bool = True, style: str = "luong", num_heads: int = 2, pad_id: int = 0, bos_id: int = 1, eos_id: int = 2,
-                 **cell_options: Any):
+                 scan: ScanOptions | None = None, **cell_options: Any):
         check_positive("Seq2Seq.target_vocab", target_vocab)
         ids = {"pad_id": pad_id, "bos_id": bos_id, "eos_id": eos_id}
         for name, value in ids.items():
@@ -97,14 +94,13 @@ class Seq2Seq(nnx.Module):
         embed_size = embed_size or hidden_size
         self.encoder = SequenceEncoder(cell, hidden_size, rngs=rngs, input_size=source_size, vocab_size=source_vocab,
                                        embed_size=embed_size, num_layers=encoder_layers, bidirectional=bidirectional,
-                                       **cell_options)
+                                       scan=scan, **cell_options)
         enc = self.encoder.output_size
         self.embed = nnx.Embed(target_vocab, embed_size, rngs=rngs)
         dec_in = embed_size + (enc if style == "bahdanau" else hidden_size if input_feeding else 0)
-        self.decoder = RNN(make_cell(cell, dec_in, hidden_size, **cell_options), rngs=rngs)
+        self.decoder = RNN(make_cell(cell, dec_in, hidden_size, **cell_options), rngs=rngs, scan=scan)
         q = self.decoder.output_size
-        template = jax.tree.leaves(self.decoder.initial_carry(1))
-        self.bridge = nnx.List([nnx.Linear(enc, leaf.shape[-1], rngs=rngs) for leaf in template])
+        self.bridge = carry_bridge(self.decoder.initial_carry(1), enc, rngs=rngs)
         self.attention = make_attention(attention, q, enc, rngs=rngs, attention_size=hidden_size, num_heads=num_heads)
         self.combine = nnx.Linear(enc + q, hidden_size, use_bias=False, rngs=rngs)
         self.out = nnx.Linear(hidden_size, target_vocab, rngs=rngs)
@@ -119,8 +115,7 @@ class Seq2Seq(nnx.Module):
         outputs, _ = self.encoder(src, src_lengths)
         memory = self.attention.prepare(outputs, outputs, sequence_mask(src_lengths, *outputs.shape[:2]))
         summary = mean_pool(outputs, src_lengths)
-        structure = jax.tree.structure(self.decoder.initial_carry(1))
-        carry = jax.tree.unflatten(structure, [jnp.tanh(layer(summary)) for layer in self.bridge])
+        carry = bridge_carry(self.bridge, self.decoder.initial_carry(1), summary)
         if self.style == "bahdanau":  # the first query: the output part of the carry (an LSTM's h: its last leaf)
             return memory, DecoderState(carry, jax.tree.leaves(carry)[-1])
         return memory, DecoderState(carry, jnp.zeros((outputs.shape[0], self.hidden_size), outputs.dtype))

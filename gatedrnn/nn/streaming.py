@@ -27,12 +27,9 @@ from flax import nnx
 
 from gatedrnn.cells.base import Cell, Params, WrappedCell, gate_matmul
 from gatedrnn.nn.layers import RNN, Bidirectional, Stack
+from gatedrnn.nn.params import param_values, standard_promotion
 from gatedrnn.scan import scan_cell
 from gatedrnn.validation import check_positive
-
-
-def param_values(module_params: Any) -> Any:
-    return jax.tree.map(lambda v: v[...], module_params, is_leaf=lambda v: isinstance(v, nnx.Variable))
 
 
 def reset_carry(carry: Any, reset: jax.Array, initial: Any) -> Any:
@@ -78,8 +75,7 @@ def _rnn_layers(layer) -> list[RNN]:
 def _run_with_resets(layer: RNN, x, carry, resets, seq_lengths):
     flags = resets.astype(x.dtype)[:, :, None]
     return scan_cell(ResettingCell.wrap(layer.cell), param_values(layer.params), jnp.concatenate([x, flags], axis=-1),
-                     initial_carry=carry, seq_lengths=seq_lengths, unroll=layer.unroll, remat=layer.remat,
-                     dtype=layer.dtype, vjp=layer.vjp)
+                     initial_carry=carry, seq_lengths=seq_lengths, options=layer.scan)
 
 
 def stream(layer: RNN | Stack, chunk: jax.Array, carry: Any = None, *, reset: jax.Array | None = None,
@@ -197,7 +193,7 @@ def _tbptt_step(loss_fn: Callable):  # one jitted step per loss_fn, so repeated 
     def step(model, optimizer, x, y, carry):
         carry = None if carry is None else jax.lax.stop_gradient(carry)
         (loss, new_carry), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model, x, y, carry)
-        with jax.numpy_dtype_promotion("standard"):  # optax 0.2.8's adam computes `b1 ** count` (float ** int32)
+        with standard_promotion():
             optimizer.update(model, grads)
         return loss, new_carry
 

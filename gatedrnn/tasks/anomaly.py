@@ -41,6 +41,7 @@ import numpy as np
 from flax import nnx
 
 from gatedrnn import losses
+from gatedrnn.tasks.base import Task
 from gatedrnn.tasks.data import TRAIN_STREAM, eval_indices, package_file, stream_rng
 from gatedrnn.validation import ConfigError, check_choice, check_positive
 
@@ -124,7 +125,7 @@ def standardized_series(name: str) -> np.ndarray:
 
 
 @dataclasses.dataclass(frozen=True)
-class AnomalyDetectionTask:
+class AnomalyDetectionTask(Task):
     """inputs [b, window, 1] (standardized) -> outputs [b, horizon]: the next `horizon` values.
 
     Training origins keep their window and horizon inside the train region; the eval scores
@@ -142,6 +143,7 @@ class AnomalyDetectionTask:
     input_size = 1
     readout = "last"
     vocab_size = None
+    causal = False  # the targets follow the window: a bidirectional encoder of the window reads none of them
 
     def __post_init__(self):
         check_choice("data.name", self.name, REGIONS)

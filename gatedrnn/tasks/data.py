@@ -1,4 +1,4 @@
-"""Helpers the tasks share: package data without importing the package, epochs, fixed eval sets.
+"""Helpers the tasks share: random streams, package data without importing the package, epochs, eval sets.
 
 Every data set here ships inside a pip package of the `data` extra and is read from the
 package's directory (found with `importlib.util.find_spec`, which does not import it: the
@@ -15,7 +15,7 @@ import numpy as np
 
 from gatedrnn.validation import ConfigError
 
-TRAIN_STREAM, EVAL_STREAM = 0, 1  # the same streams as gatedrnn.tasks.registry.batch_rng
+TRAIN_STREAM, EVAL_STREAM = 0, 1  # `stream_rng` streams: training steps and eval batches
 EXTRA = "pip install -e '.[data]'"
 
 
@@ -39,7 +39,10 @@ def package_file(package: str, relative: str, what: str) -> str:
 
 
 def stream_rng(seed: int, stream: int, index: int) -> np.random.Generator:
-    """An independent generator per (seed, stream, index), as `gatedrnn.tasks.registry.batch_rng`."""
+    """An independent NumPy generator per (seed, stream, index): a train step or an eval batch.
+
+    Every task draws its batches from it, so a batch is a function of (seed, step) alone.
+    """
     return np.random.default_rng([seed, stream, index])
 
 

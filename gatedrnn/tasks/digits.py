@@ -18,6 +18,7 @@ import ml_collections
 import numpy as np
 
 from gatedrnn import losses
+from gatedrnn.tasks.base import Task
 from gatedrnn.tasks.data import epoch_indices, eval_indices, package_file
 from gatedrnn.validation import check_choice
 
@@ -54,7 +55,7 @@ def pixel_permutation(seed: int) -> np.ndarray:
 
 
 @dataclasses.dataclass(frozen=True)
-class SequentialDigitsTask:
+class SequentialDigitsTask(Task):
     """Classify a digit read one pixel (or one row) per step; readout at the last step.
 
     order "pixel": inputs [b, 784, 1] in raster order; "permuted": the same pixels in the

@@ -30,8 +30,9 @@ import ml_collections
 import numpy as np
 
 from gatedrnn import losses
+from gatedrnn.tasks.base import Task
 from gatedrnn.tasks.data import TRAIN_STREAM, eval_indices, package_file, stream_rng
-from gatedrnn.validation import check_positive
+from gatedrnn.validation import ConfigError, check_positive
 
 SEASON = 12
 
@@ -76,7 +77,7 @@ def arima_forecasts(test_months: int, horizon: int) -> np.ndarray:
 
 
 @dataclasses.dataclass(frozen=True)
-class CO2ForecastTask:
+class CO2ForecastTask(Task):
     """inputs [b, window, 1] (scaled) -> outputs [b, horizon] (scaled changes from the last value).
 
     Reports `mae_ppm` (mean absolute error in ppm over all horizons) and, on the same batch,
@@ -91,15 +92,16 @@ class CO2ForecastTask:
     input_size = 1
     readout = "last"
     vocab_size = None
+    causal = False  # the targets follow the window: a bidirectional encoder of the window reads none of them
 
     def __post_init__(self):
         for field in ("window", "horizon", "test_months"):
             check_positive(f"data.{field}", getattr(self, field))
         if self.window < SEASON or self.horizon > SEASON:
-            raise ValueError(f"data.window must be >= {SEASON} and data.horizon <= {SEASON} (the seasonal-naive "
+            raise ConfigError(f"data.window must be >= {SEASON} and data.horizon <= {SEASON} (the seasonal-naive "
                              f"baseline needs last year's values), got window={self.window} horizon={self.horizon}")
         if self.test_months < self.horizon or self.window + self.horizon > len(co2_monthly()) - self.test_months:
-            raise ValueError("data.test_months leaves no room for a training window and horizon")
+            raise ConfigError("data.test_months leaves no room for a training window and horizon")
 
     @classmethod
     def from_config(cls, config: ml_collections.ConfigDict) -> "CO2ForecastTask":

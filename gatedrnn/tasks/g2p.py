@@ -50,6 +50,8 @@ from flax import nnx
 from gatedrnn import losses
 from gatedrnn.nn.attention import ATTENTIONS
 from gatedrnn.nn.seq2seq import STYLES, Seq2Seq, decode_beam, decode_greedy
+from gatedrnn.scan import ScanOptions
+from gatedrnn.tasks.base import Task
 from gatedrnn.tasks.data import epoch_indices, eval_indices, package_file
 from gatedrnn.validation import ConfigError, check_choice, check_non_negative, check_positive
 
@@ -225,7 +227,7 @@ def decoded_error_sums(tokens: jax.Array, lengths: jax.Array, batch: Mapping[str
 
 
 @dataclasses.dataclass(frozen=True)
-class G2PTask:
+class G2PTask(Task):
     """Spelling -> pronunciation with an attention encoder-decoder (`gatedrnn.nn.seq2seq.Seq2Seq`).
 
     Train batches: every pronunciation of the training words, epochs of fresh permutations.
@@ -259,8 +261,19 @@ class G2PTask:
         check_choice("model.style", m.style, STYLES)
         if m.dropout:
             raise ConfigError(f"model.dropout={m.dropout!r} is not supported by the g2p Seq2Seq; use 0.0")
-        if m.dtype != "float32":
-            raise ConfigError(f"model.dtype={m.dtype!r} is not supported by the g2p Seq2Seq; use 'float32'")
+        if m.scan.dtype != "float32":
+            raise ConfigError(f"model.scan.dtype={m.scan.dtype!r} is not supported by the g2p Seq2Seq; use 'float32'")
+        if m.style == "bahdanau" and not m.input_feeding:
+            raise ConfigError("model.input_feeding=False is not valid with model.style='bahdanau' (it always feeds the "
+                              "context to the cell); use model.input_feeding=True or model.style='luong'")
+        if m.attention == "multihead":
+            check_positive("model.num_heads", m.num_heads)
+            if m.hidden_size % m.num_heads:
+                raise ConfigError(f"model.num_heads={m.num_heads} must divide model.hidden_size={m.hidden_size} "
+                                  "(attention='multihead')")
+        if m.attention == "dot" and m.bidirectional:
+            raise ConfigError("model.attention='dot' needs encoder outputs of the decoder's size; use "
+                              "model.bidirectional=False or another model.attention")
         d = config.data
         task = cls(keep_stress=d.keep_stress, max_words=d.max_words, beam_size=d.beam_size,
                    beam_alpha=d.beam_alpha, report_words=d.report_words, heatmaps=d.heatmaps)
@@ -327,7 +340,8 @@ class G2PTask:
         return Seq2Seq(m.cell, m.hidden_size, self.vocab_size, rngs=rngs, source_vocab=len(LETTERS) + 1,
                        embed_size=m.embed_size or None, encoder_layers=m.num_layers, bidirectional=m.bidirectional,
                        attention=m.attention, input_feeding=m.input_feeding, style=m.style,
-                       num_heads=m.num_heads, pad_id=PAD, bos_id=BOS, eos_id=EOS, **options)
+                       num_heads=m.num_heads, pad_id=PAD, bos_id=BOS, eos_id=EOS,
+                       scan=ScanOptions.from_config(m.scan), **options)
 
     def apply(self, model: Seq2Seq, batch: Mapping[str, jax.Array], train: bool) -> dict[str, jax.Array]:
         """Teacher forcing: {"logits": [b, t, v]}; on a batch with `refs` (eval) also greedy

@@ -44,6 +44,8 @@ import numpy as np
 
 from gatedrnn import losses
 from gatedrnn.losses import bernoulli_nll_metrics
+from gatedrnn.nn.lm import generate_tokens  # the one sampling loop
+from gatedrnn.tasks.base import Task
 from gatedrnn.tasks.data import epoch_indices, eval_indices, package_dir, stream_rng
 from gatedrnn.validation import ConfigError, check_choice, check_positive
 
@@ -280,7 +282,7 @@ def independent_bernoulli_nll(freq: jax.Array, targets: jax.Array, mask: jax.Arr
 
 
 @dataclasses.dataclass(frozen=True)
-class ChoralesTask:
+class ChoralesTask(Task):
     """Next-frame prediction: inputs frames 0..t-1 (after an all-zero start frame), targets frames
     0..t, each [b, t, 88] float32, with `mask` [b, t] and `seq_lengths` [b]; readout "all" and 88
     logits (sigmoid per pitch). Every frame of a chorale is a target, the first one included.
@@ -303,6 +305,7 @@ class ChoralesTask:
     vocab_size = None
     input_size = NUM_PITCHES
     output_size = NUM_PITCHES
+    causal = True  # target frame t is input frame t + 1: a backward direction would read it
 
     def __post_init__(self):
         check_positive("data.steps_per_quarter", self.steps_per_quarter)
@@ -359,21 +362,14 @@ class ChoralesTask:
 
 def sample_rolls(model, key: jax.Array, num_samples: int, num_steps: int) -> np.ndarray:
     """uint8 [n, t, 88] drawn from a trained unidirectional SequenceModel: frame t ~ Bernoulli(sigmoid(
-    logits given frames < t)) per pitch, fed back; the first input is the all-zero start frame."""
+    logits given frames < t)) per pitch, fed back; the first input is the all-zero start frame.
+    The loop is `gatedrnn.nn.lm.generate_tokens` over the model's `prefill` and `step`."""
+    def draw(key_t, logits):
+        return jax.random.bernoulli(key_t, jax.nn.sigmoid(logits)).astype(jnp.float32)
 
-    def step(frame, carry):
-        ys, carry = model.rnn(frame[:, None], initial_carry=carry)
-        return model.head(ys[:, 0]).astype(jnp.float32), carry
-
-    logits, carry = step(jnp.zeros((num_samples, NUM_PITCHES), jnp.float32), None)
-
-    def body(state, key_t):
-        logits, carry = state
-        frame = jax.random.bernoulli(key_t, jax.nn.sigmoid(logits)).astype(jnp.float32)
-        return step(frame, carry), frame
-
-    _, frames = jax.lax.scan(body, (logits, carry), jax.random.split(key, num_steps))
-    return np.asarray(jnp.swapaxes(frames, 0, 1)).astype(np.uint8)
+    logits, carry = model.prefill(jnp.zeros((num_samples, 1, NUM_PITCHES), jnp.float32))
+    frames = generate_tokens(model.step, key, logits, carry, num_steps, draw=draw)
+    return np.asarray(frames).astype(np.uint8)
 
 
 def plot_rolls(rolls: np.ndarray, low: int, high: int, path: str) -> str:
@@ -397,8 +393,6 @@ def plot_rolls(rolls: np.ndarray, low: int, high: int, path: str) -> str:
 
 
 def final_report(task: ChoralesTask, model, seed: int, workdir: str, num_samples: int = 3) -> str:
-    if any(hasattr(layer, "backward") for layer in model.rnn.layers):
-        return "no samples: sampling needs a unidirectional model (model.bidirectional=False)"
     data = task.data
     num_steps = int(np.median(data["train"]["lengths"]))
     rolls = sample_rolls(model, jax.random.key(seed), num_samples, num_steps)

@@ -3,7 +3,7 @@ UEA and text-classification tasks share.
 
 A subclass provides `data`: {"train_x" [n, T, ...], "train_len" [n], "train_y" [n], test_*,
 "classes"}. Train batches are epochs of the training split drawn from (seed, step); the eval
-scores the whole test split in order (masked padding rows, see `datasets.eval_indices`).
+scores the whole test split in order (masked padding rows, see `gatedrnn.tasks.data.eval_indices`).
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ import jax
 import numpy as np
 
 from gatedrnn import losses
+from gatedrnn.tasks.base import Task
 from gatedrnn.tasks.data import epoch_indices, eval_indices
 
 
-class SplitClassification:
+class SplitClassification(Task):
     """inputs [b, T, ...] with `seq_lengths` [b] -> logits [b, classes] at the last valid step."""
 
     readout = "last"

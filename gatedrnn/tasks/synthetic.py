@@ -1,6 +1,8 @@
-"""Synthetic memory and state-tracking tasks, generated from (seed, step) like the adding problem.
+"""Synthetic memory and state-tracking tasks generated from (seed, step): adding, copy memory, parity.
 
-Shapes: b batch, t time, v vocabulary (token ids are the inputs; the model embeds them).
+Shapes: b batch, t time, v vocabulary (copy memory and parity: token ids are the inputs; the model
+embeds them). None is causal: every target is a function of the current and earlier inputs, so a
+bidirectional model reads nothing it should not (it just does not help).
 """
 
 from __future__ import annotations
@@ -15,10 +17,9 @@ import ml_collections
 import numpy as np
 
 from gatedrnn import losses
+from gatedrnn.tasks.base import Batch, Task
 from gatedrnn.tasks.data import EVAL_STREAM, TRAIN_STREAM, stream_rng
-from gatedrnn.validation import check_choice, check_positive
-
-Batch = dict[str, np.ndarray]
+from gatedrnn.validation import ConfigError, check_choice, check_positive
 
 
 def _constant_pair(value: float, count: jax.Array) -> jax.Array:
@@ -28,7 +29,59 @@ def _constant_pair(value: float, count: jax.Array) -> jax.Array:
 
 
 @dataclasses.dataclass(frozen=True)
-class CopyMemoryTask:
+class AddingTask(Task):
+    """The adding problem (Hochreiter & Schmidhuber 1997), in the form of Le et al. 2015.
+
+    Input [b, T, 2]: channel 0 holds values drawn from U[0, 1]; channel 1 is a marker that is
+    0 except at exactly two steps, one drawn uniformly from the first half of the sequence and
+    one from the second half. Target [b, 1]: the sum of the two marked values. Predicting the
+    mean, 1, has MSE Var(U1 + U2) = 2/12 = 0.1667: the baseline to beat.
+    """
+
+    seq_len: int
+
+    input_size = 2
+    output_size = 1
+    readout = "last"
+    vocab_size = None
+    baseline = 1.0 / 6.0
+
+    def __post_init__(self):
+        check_positive("data.seq_len", self.seq_len)
+        if self.seq_len < 2:
+            raise ConfigError(f"data.seq_len must be at least 2 for the adding problem, got {self.seq_len}")
+
+    @classmethod
+    def from_config(cls, config: ml_collections.ConfigDict) -> "AddingTask":
+        return cls(seq_len=config.data.seq_len)
+
+    def _batch(self, rng: np.random.Generator, batch_size: int) -> Batch:
+        t = self.seq_len
+        values = rng.uniform(0.0, 1.0, (batch_size, t)).astype(np.float32)
+        first = rng.integers(0, t // 2, batch_size)
+        second = rng.integers(t // 2, t, batch_size)
+        rows = np.arange(batch_size)
+        marker = np.zeros((batch_size, t), np.float32)
+        marker[rows, first] = 1.0
+        marker[rows, second] = 1.0
+        target = (values[rows, first] + values[rows, second])[:, None]
+        return {"inputs": np.stack([values, marker], axis=-1), "targets": target.astype(np.float32)}
+
+    def train_batch(self, seed: int, step: int, batch_size: int) -> Batch:
+        return self._batch(stream_rng(seed, TRAIN_STREAM, step), batch_size)
+
+    def eval_batch(self, seed: int, index: int, batch_size: int) -> Batch:
+        return self._batch(stream_rng(seed, EVAL_STREAM, index), batch_size)
+
+    def metrics(self, outputs: jax.Array, batch: Mapping[str, jax.Array]) -> tuple[jax.Array, losses.Sums]:
+        loss, sums = losses.regression_metrics(outputs, batch["targets"])
+        _, baseline = losses.regression_metrics(jnp.ones_like(outputs), batch["targets"])
+        sums["baseline_mse"] = baseline["mse"]  # always predicting 1, on the same batch
+        return loss, sums
+
+
+@dataclasses.dataclass(frozen=True)
+class CopyMemoryTask(Task):
     """The copy memory problem (Arjovsky, Shah & Bengio 2016, section 4.2).
 
     Tokens: 0 blank, 1..8 symbols, 9 delimiter. Input [b, T + 20]: 10 symbols drawn uniformly
@@ -92,7 +145,7 @@ LABELS = ("every_step", "last")
 
 
 @dataclasses.dataclass(frozen=True)
-class ParityTask:
+class ParityTask(Task):
     """Parity, a state-tracking task: input bits [b, T]; the target is the parity (XOR) of the
     bits so far, at every step (`labels="every_step"`, readout "all") or only at the end
     (`labels="last"`). No function of the current input alone beats chance: accuracy 0.5,
@@ -116,7 +169,7 @@ class ParityTask:
         check_positive("data.seq_len", self.seq_len)
         check_choice("data.labels", self.labels, LABELS)
         if isinstance(self.eval_seq_len, bool) or not isinstance(self.eval_seq_len, int) or self.eval_seq_len < 0:
-            raise ValueError("data.eval_seq_len must be a non-negative integer (0: data.seq_len), "
+            raise ConfigError("data.eval_seq_len must be a non-negative integer (0: data.seq_len), "
                              f"got {self.eval_seq_len!r}")
 
     @classmethod

@@ -24,8 +24,10 @@ import ml_collections
 import numpy as np
 
 from gatedrnn import losses
+from gatedrnn.nn.lm import generate_tokens  # the one sampling loop
+from gatedrnn.tasks.base import Task
 from gatedrnn.tasks.data import TRAIN_STREAM, package_dir, stream_rng
-from gatedrnn.validation import check_positive
+from gatedrnn.validation import ConfigError, check_positive
 
 
 def shakespeare_text() -> str:
@@ -49,7 +51,7 @@ def load_corpus(path: str, eval_fraction: float) -> dict[str, object]:
     """
     if path:
         if not os.path.exists(path):
-            raise ValueError(f"data.path={path!r} does not exist")
+            raise ConfigError(f"data.path={path!r} does not exist")
         with open(path, encoding="utf-8") as f:
             text = f.read()
     else:
@@ -65,7 +67,7 @@ def load_corpus(path: str, eval_fraction: float) -> dict[str, object]:
 
 
 @dataclasses.dataclass(frozen=True)
-class CharLMTask:
+class CharLMTask(Task):
     """Next-character prediction on windows of `seq_len` characters.
 
     Train batches: windows at random offsets of the training split, drawn from (seed, step).
@@ -80,11 +82,12 @@ class CharLMTask:
 
     readout = "all"
     input_size = 0  # unused: the model embeds the characters
+    causal = True  # target t is input t + 1: a backward direction would read it
 
     def __post_init__(self):
         check_positive("data.seq_len", self.seq_len)
         if not 0.0 < self.eval_fraction < 1.0:
-            raise ValueError(f"data.eval_fraction must lie in (0, 1), got {self.eval_fraction!r}")
+            raise ConfigError(f"data.eval_fraction must lie in (0, 1), got {self.eval_fraction!r}")
 
     @classmethod
     def from_config(cls, config: ml_collections.ConfigDict) -> "CharLMTask":
@@ -95,7 +98,7 @@ class CharLMTask:
     def corpus(self) -> dict[str, object]:
         corpus = load_corpus(self.path, self.eval_fraction)
         if len(corpus["eval"]) <= self.seq_len or len(corpus["train"]) <= self.seq_len:
-            raise ValueError(f"data.seq_len={self.seq_len} is longer than the text's train or held-out split")
+            raise ConfigError(f"data.seq_len={self.seq_len} is longer than the text's train or held-out split")
         return corpus
 
     @property
@@ -107,7 +110,11 @@ class CharLMTask:
         return self.vocab_size
 
     def encode(self, text: str) -> np.ndarray:
+        """Characters -> ids [len(text)] int32; ValueError for a character the text does not have."""
         chars = self.corpus["chars"]
+        missing = sorted(set(text) - set(chars))
+        if missing:
+            raise ValueError(f"{missing[0]!r} is not in the text's vocabulary of {len(chars)} characters")
         return np.asarray([chars.index(c) for c in text], np.int32)
 
     def decode(self, ids) -> str:
@@ -143,26 +150,23 @@ class CharLMTask:
         return loss, sums
 
 
-def sample_text(task: CharLMTask, model, key: jax.Array, *, prompt: str = "\n", num_chars: int = 400,
+def sample_text(task: CharLMTask, model, key: jax.Array, *, prompt: str | None = None, num_chars: int = 400,
                 num_samples: int = 2, temperature: float = 0.8) -> list[str]:
     """Continues `prompt` by `num_chars` characters with `gatedrnn.nn.lm.generate_tokens` (one lax.scan).
 
-    `model` is the trained `SequenceModel` (embedding, recurrent stack, linear head).
+    `model` is the trained unidirectional `SequenceModel`, run through its `prefill` and `step`.
+    The default prompt is a line break, or the text's first character when it has none.
     """
-    from gatedrnn.nn.lm import generate_tokens  # the sampling loop shared with gatedrnn.nn.lm.LanguageModel
-
-    def step(token, carry):
-        ys, carry = model.rnn(model.embed(token[:, None]), initial_carry=carry)
-        return model.head(ys[:, 0]).astype(jnp.float32), carry
-
+    if prompt is None:
+        prompt = "\n" if "\n" in task.corpus["chars"] else task.decode(task.corpus["train"][:1])
     prompt_ids = jnp.asarray(np.tile(task.encode(prompt), (num_samples, 1)))
-    ys, carry = model.rnn(model.embed(prompt_ids))
-    logits = model.head(ys[:, -1]).astype(jnp.float32)
-    tokens = generate_tokens(step, key, logits, carry, num_chars, temperature=temperature)
+    logits, carry = model.prefill(prompt_ids)
+    tokens = generate_tokens(model.step, key, logits, carry, num_chars, temperature=temperature)
     return [prompt + task.decode(row) for row in np.asarray(tokens)]
 
 
 def final_report(task: CharLMTask, model, seed: int) -> str:
     """Samples printed (and saved to <workdir>/report.txt) when a char_lm run ends."""
     samples = sample_text(task, model, jax.random.key(seed))
-    return "\n".join(f"--- sample {i} (temperature 0.8) ---{s}" for i, s in enumerate(samples))
+    return "\n".join(f"--- sample {i} (temperature 0.8) ---" + ("" if s.startswith("\n") else "\n") + s
+                     for i, s in enumerate(samples))

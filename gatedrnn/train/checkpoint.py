@@ -62,7 +62,7 @@ class Checkpointer:
         for step in reversed(self.all_steps()):
             try:
                 saved = self.manager.item_metadata(step)
-                saved = saved.tree if hasattr(saved, "tree") else saved
+                saved = saved.tree if hasattr(saved, "tree") else saved  # orbax 0.12 wraps the tree; 0.11 does not
             except Exception:  # noqa: BLE001 - unreadable metadata: the restore below reports it
                 saved = None
             if isinstance(saved, dict):

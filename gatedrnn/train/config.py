@@ -13,11 +13,12 @@ from typing import Any, Iterable
 
 import ml_collections
 
+from gatedrnn.scan import ScanOptions
 from gatedrnn.validation import ConfigError, check_choice, check_non_negative, check_positive
 
 OPTIMIZERS = ("adamw", "sgd", "rmsprop")
 SCHEDULES = ("constant", "cosine", "linear")
-DTYPES = ("float32", "bfloat16")
+DTYPES = ("float32", "bfloat16")  # model.scan.dtype: what a training run may compute in
 
 # Fields that may change between a run and its resume; every other field must match the
 # config the checkpoints were written with (it changes the state, the data or the numbers).
@@ -47,8 +48,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.model.bidirectional = False
     c.model.dropout = 0.0
     c.model.residual = False
-    c.model.unroll = 1
-    c.model.dtype = "float32"  # compute dtype; "bfloat16" for mixed precision (params stay float32)
+    c.model.scan = scan_config()
 
     c.train = ml_collections.ConfigDict()
     c.train.num_steps = 1000
@@ -89,6 +89,21 @@ def default_config() -> ml_collections.ConfigDict:
     return c
 
 
+def scan_config() -> ml_collections.ConfigDict:
+    """`model.scan`: how the engine runs every layer, the fields of `gatedrnn.ScanOptions` (see
+    `gatedrnn.scan_cell`), with ScanOptions' defaults; `ScanOptions.from_config` reads it."""
+    defaults = ScanOptions()
+    c = ml_collections.ConfigDict()
+    c.mode = defaults.mode  # "sequential"
+    c.vjp = defaults.vjp  # "fused", "replay" or "autodiff"
+    # typed `object` so that an override may change the type: remat=True or 4, projection_chunk=None
+    c.remat = ml_collections.FieldReference(defaults.remat, field_type=object)  # False, True/"sqrt", or a chunk length
+    c.unroll = ml_collections.FieldReference(defaults.unroll, field_type=object)  # a positive int, or True (fully)
+    c.projection_chunk = ml_collections.FieldReference(defaults.projection_chunk, field_type=object)  # int or None
+    c.dtype = "float32"  # compute dtype; "bfloat16" for mixed precision (params stay float32)
+    return c
+
+
 def shrink_for_smoke_test(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """A run of a few seconds on a CPU (the `:smoke` argument of every configs/<task>.py).
 
@@ -113,7 +128,7 @@ def validate(config: ml_collections.ConfigDict, *, cells: Iterable[str], tasks: 
     """Checks the shared fields; a task checks its own `data` fields when it is built."""
     check_choice("task", config.task, tasks)
     check_choice("model.cell", config.model.cell, cells)
-    for field in ("model.hidden_size", "model.num_layers", "model.unroll", "train.num_steps", "train.batch_size",
+    for field in ("model.hidden_size", "model.num_layers", "train.num_steps", "train.batch_size",
                   "eval.every_steps", "eval.batch_size", "eval.num_batches", "log.every_steps",
                   "checkpoint.every_steps", "checkpoint.keep"):
         check_positive(field, get_field(config, field))
@@ -122,7 +137,8 @@ def validate(config: ml_collections.ConfigDict, *, cells: Iterable[str], tasks: 
         raise ConfigError(f"train.seed must be a non-negative integer, got {config.train.seed!r}")
     if not 0.0 <= config.model.dropout < 1.0:
         raise ConfigError(f"model.dropout must lie in [0, 1), got {config.model.dropout!r}")
-    check_choice("model.dtype", config.model.dtype, DTYPES)
+    check_choice("model.scan.dtype", config.model.scan.dtype, DTYPES)
+    ScanOptions.from_config(config.model.scan)  # the other model.scan fields
     check_choice("optim.name", config.optim.name, OPTIMIZERS)
     check_choice("optim.schedule", config.optim.schedule, SCHEDULES)
     for field in ("optim.weight_decay", "optim.momentum", "optim.grad_clip_norm", "optim.warmup_steps",
@@ -143,11 +159,11 @@ def get_field(config: ml_collections.ConfigDict, dotted: str) -> Any:
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     """{"model": {"cell": "lstm"}} -> {"model.cell": "lstm"} (for ConfigDicts and JSON dicts)."""
-    items = tree.items() if hasattr(tree, "items") else []
+    groups = (dict, ml_collections.ConfigDict)
     out: dict[str, Any] = {}
-    for key, value in items:
+    for key, value in (tree.items() if isinstance(tree, groups) else []):
         name = f"{prefix}{key}"
-        if hasattr(value, "items"):
+        if isinstance(value, groups):
             out.update(flatten(value, name + "."))
         else:
             out[name] = value

@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from gatedrnn import losses
 from gatedrnn.cells import CELLS
+from gatedrnn.scan import ScanOptions
 from gatedrnn.tasks.registry import TASKS, Task, make_task
 from gatedrnn.train import distributed
 from gatedrnn.train.checkpoint import Checkpointer
@@ -52,14 +53,15 @@ class TrainState(struct.PyTreeNode):
 
 def build_model(config: ml_collections.ConfigDict, task: Task, rngs: nnx.Rngs) -> nnx.Module:
     """The task's own model (`task.build_model(config, rngs)`, e.g. an encoder-decoder) or a SequenceModel."""
-    if hasattr(task, "build_model"):
-        return task.build_model(config, rngs)
+    own = task.build_model(config, rngs)
+    if own is not None:
+        return own
     m = config.model
     return SequenceModel(
         cell=m.cell, input_size=task.input_size if not task.vocab_size else m.get("embed_size", m.hidden_size),
         hidden_size=m.hidden_size, output_size=task.output_size, readout=task.readout, rngs=rngs,
         vocab_size=task.vocab_size, num_layers=m.num_layers, bidirectional=m.bidirectional, dropout=m.dropout,
-        residual=m.residual, unroll=m.unroll, dtype=jnp.bfloat16 if m.dtype == "bfloat16" else None,
+        residual=m.residual, scan=ScanOptions.from_config(m.scan),
         cell_options=m.get("cell_options", {}).to_dict() if m.get("cell_options") else None,
     )
 
@@ -72,6 +74,7 @@ class Experiment:
     task: Task
     graphdef: Any
     other_state: Any  # abstract non-Param model state (dropout RNG streams), refilled every step
+    abstract_params: Any  # the params' shapes and dtypes (a pure dict of jax.ShapeDtypeStruct)
     tx: optax.GradientTransformation
     schedule: optax.Schedule
 
@@ -88,25 +91,21 @@ class Experiment:
             model.train()
         else:
             model.eval()
-        if hasattr(self.task, "apply"):  # tasks with their own model say how to call it
-            outputs = self.task.apply(model, batch, train)
-        else:
-            outputs = model(batch["inputs"], batch.get("seq_lengths"))
-        return self.task.metrics(outputs, batch)
+        return self.task.metrics(self.task.apply(model, batch, train), batch)
 
 
 def make_experiment(config: ml_collections.ConfigDict) -> Experiment:
-    """Validates the config and builds the task, the model's structure and the optimizer."""
+    """Validates the config and builds the task, the model's structure and the optimizer.
+
+    A bad config value is a ConfigError (one line) from `validate`, the task or the model's
+    parts; any other exception is a bug and surfaces as it is.
+    """
     validate(config, cells=CELLS, tasks=TASKS)
-    try:
-        task = make_task(config)
-        abstract = nnx.eval_shape(lambda: build_model(config, task, nnx.Rngs(params=0, dropout=1)))
-    except ConfigError:
-        raise
-    except (ValueError, TypeError) as e:
-        raise ConfigError(str(e).splitlines()[0]) from None
-    graphdef, _, other = nnx.split(abstract, nnx.Param, ...)
-    return Experiment(config, task, graphdef, other, make_optimizer(config), make_schedule(config))
+    task = make_task(config)
+    abstract = nnx.eval_shape(lambda: build_model(config, task, nnx.Rngs(params=0, dropout=1)))
+    graphdef, params, other = nnx.split(abstract, nnx.Param, ...)
+    return Experiment(config, task, graphdef, other, nnx.to_pure_dict(params), make_optimizer(config),
+                      make_schedule(config))
 
 
 def init_state(exp: Experiment) -> TrainState:
@@ -117,7 +116,17 @@ def init_state(exp: Experiment) -> TrainState:
     """
     key = jax.random.fold_in(jax.random.key(exp.config.train.seed), _INIT_STREAM)
     model = build_model(exp.config, exp.task, nnx.Rngs(params=key, dropout=jax.random.fold_in(key, 1)))
-    params = nnx.to_pure_dict(nnx.split(model, nnx.Param, ...)[1])
+    return _fresh_state(exp, nnx.to_pure_dict(nnx.split(model, nnx.Param, ...)[1]))
+
+
+def abstract_state(exp: Experiment) -> TrainState:
+    """`init_state`'s shapes and dtypes (jax.ShapeDtypeStruct leaves), from the experiment's
+    abstract params: no model is built."""
+    return jax.eval_shape(lambda p: _fresh_state(exp, p), exp.abstract_params)
+
+
+def _fresh_state(exp: Experiment, params: Any) -> TrainState:
+    """Step 0 around `params`: a fresh optimizer state and zero metric sums."""
     sample = {k: jnp.asarray(v) for k, v in exp.task.train_batch(0, 0, 1).items()}
     sums = jax.eval_shape(lambda p: exp.loss(p, sample, jax.random.key(0), False)[1], params)
     return TrainState(
@@ -211,8 +220,8 @@ class _Run:
                              for i in range(c.eval.num_batches)]
 
     def restore_or_init(self) -> tuple[int, TrainState]:
-        abstract = jax.eval_shape(lambda: init_state(self.exp))
-        abstract = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=self.repl), abstract)
+        abstract = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=self.repl),
+                                abstract_state(self.exp))
         step, restored = self.ckpt.restore_newest(abstract.as_dict(), report=lambda m: _log(f"warning: {m}"))
         if restored is None:
             return 0, distributed.replicate(init_state(self.exp), self.repl)
@@ -273,7 +282,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             f.write(to_json(config))
     writer = MetricsWriter(workdir, resume_step=start, enabled=primary, tensorboard=c.log.tensorboard, plots=c.log.plots)
     last_record: dict[str, Any] = (read_metrics(writer.path) or [{}])[-1] if primary else {}
-    saved_at = start
+    saved_at, preempted = start, False
     bar = tqdm(total=c.train.num_steps, initial=start, disable=not (primary and c.log.progress), unit="step",
                dynamic_ncols=True, file=sys.stderr)
     window_start, window_steps = time.perf_counter(), 0
@@ -312,22 +321,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                     run.ckpt.wait()
                     bar.close()
                     _log(f"received SIGTERM: saved a checkpoint at step {done} in {run.ckpt.directory}; "
-                         "rerun the same command to resume")
+                         "rerun the same command to resume (the final report is skipped: it runs when the run finishes)")
+                    preempted = True
                     break
             run.check_finite(state)
     finally:
         bar.close()
         run.ckpt.close()
         writer.close()
-    if primary and hasattr(exp.task, "final_report"):  # optional: samples, beam-search scores, MIDI files ...
+    if primary and not preempted:  # samples, beam-search scores, MIDI files ...: not inside a grace period
         model = exp.model(jax.tree.map(jnp.asarray, distributed.to_host(state.params)), jax.random.key(0))
         model.eval()
         report, final_metrics = exp.task.final_report(model, c.train.seed, workdir)
         if final_metrics:
             write_final_metrics(workdir, final_metrics)
-        with open(os.path.join(workdir, "report.txt"), "w") as f:
-            f.write(report + "\n")
-        _log(report)
+        if report:
+            with open(os.path.join(workdir, "report.txt"), "w") as f:
+                f.write(report + "\n")
+            _log(report)
     if primary:
         plot = writer.plot()
         _log(f"metrics: {writer.path}\ncheckpoints: {run.ckpt.directory} (newest step {saved_at})"

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from gatedrnn.nn.layers import build_rnn
+from gatedrnn.scan import ScanOptions
 
 READOUTS = ("last", "all")
 
@@ -17,6 +18,10 @@ class SequenceModel(nnx.Module):
     """inputs [b, t, d] float (or [b, t] int tokens when `vocab_size` is set) ->
     outputs [b, output_size] (readout "last": the last valid step) or [b, t, output_size]
     (readout "all"), always float32 whatever the compute dtype.
+
+    A unidirectional model also runs step by step (what sampling feeds back):
+      outputs, carry = model.prefill(prompt)      # [b, t] tokens or [b, t, d] -> [b, output_size]
+      outputs, carry = model.step(x, carry)       # [b] tokens or [b, d] -> [b, output_size]
     """
 
     def __init__(
@@ -33,16 +38,17 @@ class SequenceModel(nnx.Module):
         bidirectional: bool = False,
         dropout: float = 0.0,
         residual: bool = False,
-        unroll: int = 1,
-        dtype: Any = None,
+        scan: ScanOptions | None = None,
         cell_options: dict[str, Any] | None = None,
     ):
         if readout not in READOUTS:
             raise ValueError(f"readout={readout!r} is not valid; choose one of {list(READOUTS)}")
-        self.readout = readout
+        self.readout, self.bidirectional = readout, bidirectional
+        scan = ScanOptions() if scan is None else scan
+        dtype = scan.dtype  # the compute dtype of the embedding and head too
         self.embed = nnx.Embed(vocab_size, input_size, dtype=dtype, rngs=rngs) if vocab_size else None
         self.rnn = build_rnn(cell, input_size, hidden_size, num_layers=num_layers, bidirectional=bidirectional,
-                             dropout=dropout, residual=residual, unroll=unroll, dtype=dtype, rngs=rngs,
+                             dropout=dropout, residual=residual, scan=scan, rngs=rngs,
                              **(cell_options or {}))
         self.head = nnx.Linear(self.rnn.output_size, output_size, dtype=dtype, rngs=rngs)
 
@@ -56,3 +62,16 @@ class SequenceModel(nnx.Module):
                 idx = jnp.maximum(seq_lengths.astype(jnp.int32) - 1, 0)
                 ys = jnp.take_along_axis(ys, idx[:, None, None], axis=1)[:, 0]
         return self.head(ys).astype(jnp.float32)
+
+    def prefill(self, prompt: jax.Array, carry: Any = None) -> tuple[jax.Array, Any]:
+        """prompt [b, t] tokens (or [b, t, d] features) from `carry` (None: the initial carry) ->
+        (outputs [b, output_size] float32 at the last step, the carry after it)."""
+        if self.bidirectional:
+            raise ValueError("stepping needs a unidirectional model (model.bidirectional=False)")
+        x = self.embed(prompt) if self.embed is not None else prompt
+        ys, carry = self.rnn(x, initial_carry=carry)
+        return self.head(ys[:, -1]).astype(jnp.float32), carry
+
+    def step(self, x: jax.Array, carry: Any) -> tuple[jax.Array, Any]:
+        """One step: x [b] tokens (or [b, d] features) and the carry -> (outputs [b, output_size] float32, carry)."""
+        return self.prefill(x[:, None], carry)

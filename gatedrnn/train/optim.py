@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import jax
 import ml_collections
 import optax
+
+from gatedrnn.nn.params import with_standard_promotion
 
 
 def make_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
@@ -43,21 +44,3 @@ def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransform
     if o.grad_clip_norm > 0:
         opt = optax.chain(optax.clip_by_global_norm(o.grad_clip_norm), opt)
     return with_standard_promotion(opt)
-
-
-def with_standard_promotion(tx: optax.GradientTransformation) -> optax.GradientTransformation:
-    """Runs optax under standard dtype promotion, whatever the caller's setting.
-
-    optax's Adam bias correction computes `b1 ** count` (a float to an int32 power), which
-    `jax_numpy_dtype_promotion="strict"` (our tests' setting) rejects. Our own code stays strict.
-    """
-
-    def init(params):
-        with jax.numpy_dtype_promotion("standard"):
-            return tx.init(params)
-
-    def update(updates, state, params=None):
-        with jax.numpy_dtype_promotion("standard"):
-            return tx.update(updates, state, params)
-
-    return optax.GradientTransformation(init, update)

@@ -1,25 +1,52 @@
-"""The results suite (gatedrnn.lab.results.SUITE, experiments/reproduce_results.py): headline metrics
-per task, mean ± sd over seeds, and the README block the script rewrites."""
+"""The results tables (gatedrnn.lab.results): run summaries, the results table's rows and the command that
+reproduces a run (its config file: recorded by experiments.train, or the nearest configs/*.py), the results
+suite's headline rows, and the results_table script."""
 
 import json
 import math
 import os
+import runpy
 import subprocess
 import sys
 
 import pytest
 
-from gatedrnn.lab.results import HEADLINES, SUITE, Entry, is_finished, metric_value, seed_workdir, suite_row
+from gatedrnn.lab import studies
+from gatedrnn.lab.results import (
+    HEADER,
+    HEADLINES,
+    SUITE,
+    Entry,
+    config_files,
+    is_finished,
+    metric_value,
+    reproduce_command,
+    results_rows,
+    run_command,
+    seed_workdir,
+    suite_row,
+    summarize_run,
+    train_time_s,
+)
 from gatedrnn.tasks.registry import TASKS
 from gatedrnn.train.config import default_config
 from gatedrnn.train.metrics import write_final_metrics
+from gatedrnn.train.runs import read_config_file, record_config_file
 
 from paths import REPO as ROOT
 
+CONFIGS = os.path.join(ROOT, "configs")
 
-def _run(workdir, task="uea_classification", cell="lstm", steps=200, records=(), final=None):
-    config = default_config()
-    config.task, config.model.cell, config.train.num_steps = task, cell, steps
+
+def _config_file(path, arg=None, **overrides):
+    """A config file's get_config(arg) with dotted overrides, as experiments.train would build it."""
+    config = runpy.run_path(os.path.join(ROOT, path))["get_config"](arg)
+    return studies.with_overrides(config, overrides)
+
+
+def _write_run(workdir, config, records=(), final=None, config_file=None):
+    """A workdir as train_and_evaluate (config.json, metrics.jsonl, final_metrics.json) and
+    experiments.train (config_file.txt, when `config_file` is given) leave it."""
     os.makedirs(workdir)
     with open(os.path.join(workdir, "config.json"), "w") as f:
         json.dump(config.to_dict(), f)
@@ -27,7 +54,139 @@ def _run(workdir, task="uea_classification", cell="lstm", steps=200, records=(),
         f.writelines(json.dumps(r) + "\n" for r in records)
     if final:
         write_final_metrics(workdir, final)
+    if config_file:
+        record_config_file(workdir, config_file)
     return workdir
+
+
+def _run(workdir, task="uea_classification", cell="lstm", steps=200, records=(), final=None):
+    config = default_config()
+    config.task, config.model.cell, config.train.num_steps = task, cell, steps
+    return _write_run(workdir, config, records, final)
+
+
+# ------------------------------------------------------------------------------ the results table
+
+
+ADDING_RECORDS = [
+    {"step": 100, "loss": 0.2, "steps_per_s": 10.0},
+    {"step": 200, "loss": 0.1, "steps_per_s": 50.0, "eval_loss": 0.05, "eval_baseline_mse": 0.16},
+    {"step": 300, "loss": 0.1, "steps_per_s": 25.0, "eval_loss": 0.07, "eval_baseline_mse": 0.18},
+]
+
+
+def _fabricate_run(path, cell="rnn", seq_len=200, options=None, **overrides):
+    """An adding-problem run of configs/adding.py with these overrides, recorded as experiments.train does."""
+    config = _config_file("configs/adding.py", **{"model.cell": cell, "data.seq_len": seq_len,
+                                                  "train.num_steps": 300, **overrides})
+    if options:
+        config = studies.with_overrides(config, {"model.cell_options": options})
+    _write_run(path, config, ADDING_RECORDS, config_file="configs/adding.py")
+    with open(os.path.join(path, "metrics.jsonl"), "a") as f:
+        f.write('{"step": 40')  # a half-written last line (a killed writer) is skipped
+    return config
+
+
+def test_results_rows_from_a_fabricated_run(tmp_path):
+    workdir = str(tmp_path / "adding200_rnn")
+    _fabricate_run(workdir)
+    s = summarize_run(workdir)
+    assert (s.task, s.cell, s.seq_len, s.steps, s.name) == ("adding", "rnn", 200, 300, "adding200_rnn")
+    assert (s["task"], s["eval_loss"]) == ("adding", 0.07)  # dict-style access, as before
+    assert (s.eval_loss, s.best_eval_loss) == (0.07, 0.05)
+    assert s.baseline == pytest.approx(0.17)
+    assert s.train_time_s == pytest.approx(100 / 10 + 100 / 50 + 100 / 25)
+    assert s.config_file == "configs/adding.py" and s.finished
+    (row,) = results_rows([s], "/runs/{name}", CONFIGS)
+    assert row[:11] == ["adding200_rnn", "adding", 200, "rnn", "-", 300, 0.07, 0.05, pytest.approx(0.17),
+                        pytest.approx(0.07 / 0.17), "never"]
+    assert "Le, Jaitly & Hinton 2015" in row[11] and row[12] == 16
+    assert row[13] == ("python -m experiments.train --config=configs/adding.py --workdir=/runs/adding200_rnn "
+                       "--config.data.seq_len=200 --config.model.cell=rnn --config.train.num_steps=300")
+    assert len(row) == len(HEADER)
+    assert train_time_s([{"step": 5}]) == 0.0
+
+
+def test_solved_step_is_the_first_eval_below_a_tenth_of_the_baseline(tmp_path):
+    _fabricate_run(str(tmp_path / "run"))
+    records = [{"step": 100, "steps_per_s": 1.0, "eval_loss": 0.1, "eval_baseline_mse": 0.2},
+               {"step": 200, "steps_per_s": 1.0, "eval_loss": 0.019, "eval_baseline_mse": 0.2},
+               {"step": 300, "steps_per_s": 1.0, "eval_loss": 0.01, "eval_baseline_mse": 0.2}]
+    with open(tmp_path / "run" / "metrics.jsonl", "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in records)
+    assert summarize_run(str(tmp_path / "run")).solved_step == 200
+
+
+def test_reproduce_command_names_the_cell_options():
+    default = _config_file("configs/adding.py").to_dict()
+    config = _config_file("configs/adding.py", **{"model.cell_options": {"peephole": True}}).to_dict()
+    assert reproduce_command(config, default, "configs/adding.py", "/w") == (
+        "python -m experiments.train --config=configs/adding.py --workdir=/w \"--config.model.cell_options={'peephole': True}\"")
+
+
+def test_published_figures_only_where_they_apply(tmp_path):
+    _fabricate_run(str(tmp_path / "short"), cell="lstm", seq_len=50)
+    _fabricate_run(str(tmp_path / "variant"), cell="lstm", options={"peephole": True})
+    _fabricate_run(str(tmp_path / "long"), cell="lstm")
+    rows = results_rows([summarize_run(str(tmp_path / n)) for n in ("short", "variant", "long")])
+    assert [row[11] != "-" for row in rows] == [False, False, True]
+
+
+# ------------------------------------------------------------------------------ the command's config file
+
+
+def test_every_suite_entry_gives_the_command_it_was_trained_by(tmp_path):
+    """A run of each SUITE entry, as experiments.train leaves it, gets a command naming the entry's config
+    file (which exists) with exactly the entry's overrides: the suite's commands and the table's agree."""
+    for e in SUITE:
+        workdir = _write_run(str(tmp_path / e.name), _config_file(e.config, **dict(e.overrides)),
+                             records=[{"step": 1}], config_file=e.config)
+        command = run_command(summarize_run(workdir), "/w", CONFIGS)
+        head = f"python -m experiments.train --config={e.config} --workdir=/w"
+        assert command.startswith(head), (e.name, command)
+        assert os.path.exists(os.path.join(ROOT, e.config))
+        assert set(command[len(head):].split()) == set(e.command("/w", 0)[3:]), e.name
+
+
+@pytest.mark.parametrize("path", [os.path.relpath(p, ROOT) for p in config_files(CONFIGS)])
+def test_a_run_without_a_recorded_config_file_names_the_config_it_matches(tmp_path, path):
+    """Bug 4: the config file was guessed as configs/<task>.py, a file that does not exist for most tasks
+    (sequential_mnist is mnist_pixel.py, mnist_rows.py, ...). A workdir of each config file's defaults
+    (older runs record no config file) names that very file, with no overrides."""
+    workdir = _write_run(str(tmp_path / "run"), _config_file(path), records=[{"step": 1}])
+    assert read_config_file(workdir) is None
+    command = run_command(summarize_run(workdir), "/w", CONFIGS)
+    assert command == f"python -m experiments.train --config={path} --workdir=/w"
+    assert os.path.exists(os.path.join(ROOT, command.split("--config=")[1].split()[0]))
+
+
+def test_the_recorded_config_file_and_its_argument_win(tmp_path):
+    # japanese_vowels.py with data.name=BasicMotions is closest to basic_motions.py; the record says otherwise
+    config = _config_file("configs/japanese_vowels.py", **{"data.name": "BasicMotions"})
+    w = _write_run(str(tmp_path / "a"), config, config_file=os.path.join(ROOT, "configs/japanese_vowels.py"))
+    assert run_command(summarize_run(w), "/w", CONFIGS) == (
+        "python -m experiments.train --config=configs/japanese_vowels.py --workdir=/w --config.data.name=BasicMotions")
+    w = _write_run(str(tmp_path / "b"), _config_file("configs/adding.py", "smoke"), config_file="configs/adding.py:smoke")
+    assert run_command(summarize_run(w), "/w", CONFIGS) == (
+        "python -m experiments.train --config=configs/adding.py:smoke --workdir=/w")
+    w = _run(str(tmp_path / "c"), task="nope")
+    assert run_command(summarize_run(w), "/w", CONFIGS) is None  # no config file has the task
+    assert results_rows([summarize_run(w)], "/w", CONFIGS)[0][-1] == "-"
+
+
+@pytest.mark.slow
+def test_experiments_train_records_its_config_file(tmp_path):
+    workdir = tmp_path / "run"
+    result = subprocess.run([sys.executable, "-m", "experiments.train", "--config=configs/adding.py:smoke",
+                             f"--workdir={workdir}", "--config.train.num_steps=3"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert read_config_file(str(workdir)) == "configs/adding.py:smoke"
+    assert run_command(summarize_run(str(workdir)), "/w", CONFIGS) == (
+        "python -m experiments.train --config=configs/adding.py:smoke --workdir=/w --config.train.num_steps=3")
+
+
+# ------------------------------------------------------------------------------ the results suite's rows
 
 
 def test_every_task_has_a_headline_and_every_suite_config_exists():
@@ -84,22 +243,23 @@ def test_entry_command_and_finished_runs(tmp_path):
     assert is_finished(_run(str(tmp_path / "done"), records=[{"step": 200}]))
 
 
+# ------------------------------------------------------------------------------ the script
+
+
 @pytest.mark.slow
-def test_script_tabulates_finished_runs_into_the_readme_block(tmp_path):
-    out = tmp_path / "suite"
-    _run(str(out / "parity_lstm" / "seed0"), task="parity", records=[
-        {"step": 200, "steps_per_s": 4.0, "cpu_s": 99.0, "eval_accuracy": 1.0, "eval_loss": 0.01}])
-    readme = tmp_path / "README.md"
-    readme.write_text("intro\n<!-- results-suite:begin -->\nold table\n<!-- results-suite:end -->\nrest\n")
-    result = subprocess.run([sys.executable, "-m", "experiments.reproduce_results", "--table_only", f"--out={out}",
-                             "--only=parity_lstm", f"--table={tmp_path / 't.md'}", f"--readme={readme}"],
+def test_results_table_script(tmp_path):
+    _fabricate_run(str(tmp_path / "adding200_rnn"), **{"train.learning_rate": 1e-3})
+    out = tmp_path / "results.md"
+    result = subprocess.run([sys.executable, "-m", "experiments.results_table", f"--runs={tmp_path / 'adding200_rnn'}",
+                             f"--out={out}", f"--csv={tmp_path / 'results.csv'}"],
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-    text = readme.read_text()
-    assert text.startswith("intro\n<!-- results-suite:begin -->\n") and text.endswith("<!-- results-suite:end -->\nrest\n")
-    assert "old table" not in text
-    assert "| parity_lstm | parity.py | lstm | 1 | accuracy at 4x the training length ↑ | 1 | 0.5 (chance) |" in text
-    assert f"python -m experiments.train --config=configs/parity.py --workdir={out}/parity_lstm/seed0\n" in text
-    bad = subprocess.run([sys.executable, "-m", "experiments.reproduce_results", "--table_only", "--only=nope",
-                          f"--out={out}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert bad.returncode != 0 and "'nope'] are not suite entries" in bad.stderr
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = out.read_text()
+    assert text.startswith("# Results\n\nGenerated by `python -m experiments.results_table --runs=")
+    assert "| adding200_rnn | adding | 200 | rnn | - | 300 | 0.07 | 0.05 | 0.17 | 0.4118 | never |" in text
+    command = text.split("# adding200_rnn\n")[1].splitlines()[0]  # against configs/adding.py's own values
+    assert command.startswith("python -m experiments.train --config=configs/adding.py --workdir=/tmp/adding200_rnn ")
+    for override in ("--config.data.seq_len=200", "--config.model.cell=rnn", "--config.train.num_steps=300",
+                     "--config.train.learning_rate=0.001"):
+        assert f" {override}" in command
+    assert (tmp_path / "results.csv").read_text().count("\n") == 2

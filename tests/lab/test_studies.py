@@ -1,8 +1,7 @@
-"""The studies' library (gatedrnn.lab.studies, gatedrnn.lab.results) against independent facts, and every
-study script end to end in its --quick mode."""
+"""The studies' library (gatedrnn.lab.gradients, gates, runs, re-exported by gatedrnn.lab.studies) against
+independent facts, a trained run read back by gatedrnn.train.runs.load_run, and every study script end to end
+in its --quick mode."""
 
-import json
-import os
 import subprocess
 import sys
 
@@ -14,10 +13,11 @@ import pytest
 
 from gatedrnn import GRU, LSTM, ElmanRNN, scan_cell
 from gatedrnn.lab import studies
-from gatedrnn.lab.results import HEADER, reproduce_command, results_rows, summarize_run, train_time_s
+from gatedrnn.lab.results import summarize_run
 from gatedrnn.train import ConfigError
 from gatedrnn.train.config import default_config
 from gatedrnn.train.loop import make_experiment
+from gatedrnn.train.runs import load_run
 
 from paths import REPO as ROOT
 
@@ -136,71 +136,12 @@ def test_load_params_gives_the_trained_model(tmp_path):
     logged = summarize_run(workdir)["eval_loss"]  # one eval batch: the logged eval MSE is this mean
     np.testing.assert_allclose(float(jnp.mean(per_example)), logged, rtol=1e-5)
     assert (tmp_path / "manifest.txt").read_text().split() == [workdir]
-
-
-# ------------------------------------------------------------------------------ results table
-
-
-def _fabricate_run(path, cell="rnn", seq_len=200, options=None):
-    config = _adding_config(**{"model.cell": cell, "data.seq_len": seq_len, "train.num_steps": 300})
-    if options:
-        config = studies.with_overrides(config, {"model.cell_options": options})
-    os.makedirs(path)
-    with open(os.path.join(path, "config.json"), "w") as f:
-        json.dump(config.to_dict(), f)
-    records = [
-        {"step": 100, "loss": 0.2, "steps_per_s": 10.0},
-        {"step": 200, "loss": 0.1, "steps_per_s": 50.0, "eval_loss": 0.05, "eval_baseline_mse": 0.16},
-        {"step": 300, "loss": 0.1, "steps_per_s": 25.0, "eval_loss": 0.07, "eval_baseline_mse": 0.18},
-    ]
-    with open(os.path.join(path, "metrics.jsonl"), "w") as f:
-        f.writelines(json.dumps(r) + "\n" for r in records)
-        f.write('{"step": 40')  # a half-written last line (a killed writer) is skipped
-    return config
-
-
-def test_results_rows_from_a_fabricated_run(tmp_path):
-    workdir = str(tmp_path / "adding200_rnn")
-    _fabricate_run(workdir)
-    s = summarize_run(workdir)
-    assert (s["task"], s["cell"], s["seq_len"], s["steps"]) == ("adding", "rnn", 200, 300)
-    assert (s["eval_loss"], s["best_eval_loss"]) == (0.07, 0.05)
-    assert s["baseline"] == pytest.approx(0.17)
-    assert s["train_time_s"] == pytest.approx(100 / 10 + 100 / 50 + 100 / 25)
-    default = _adding_config().to_dict()
-    (row,) = results_rows([s], {"adding": default}, "/runs/{name}")
-    assert row[:11] == ["adding200_rnn", "adding", 200, "rnn", "-", 300, 0.07, 0.05, pytest.approx(0.17),
-                        pytest.approx(0.07 / 0.17), "never"]
-    assert "Le, Jaitly & Hinton 2015" in row[11] and row[12] == 16
-    assert row[13] == ("python -m experiments.train --config=configs/adding.py --workdir=/runs/adding200_rnn "
-                       "--config.data.seq_len=200 --config.model.cell=rnn --config.train.num_steps=300")
-    assert len(row) == len(HEADER)
-    assert train_time_s([{"step": 5}]) == 0.0
-
-
-def test_solved_step_is_the_first_eval_below_a_tenth_of_the_baseline(tmp_path):
-    _fabricate_run(str(tmp_path / "run"))
-    records = [{"step": 100, "steps_per_s": 1.0, "eval_loss": 0.1, "eval_baseline_mse": 0.2},
-               {"step": 200, "steps_per_s": 1.0, "eval_loss": 0.019, "eval_baseline_mse": 0.2},
-               {"step": 300, "steps_per_s": 1.0, "eval_loss": 0.01, "eval_baseline_mse": 0.2}]
-    with open(tmp_path / "run" / "metrics.jsonl", "w") as f:
-        f.writelines(json.dumps(r) + "\n" for r in records)
-    assert summarize_run(str(tmp_path / "run"))["solved_step"] == 200
-
-
-def test_reproduce_command_names_the_cell_options():
-    default = _adding_config().to_dict()
-    config = _adding_config(**{"model.cell_options": {"peephole": True}}).to_dict()
-    assert reproduce_command(config, default, "configs/adding.py", "/w") == (
-        "python -m experiments.train --config=configs/adding.py --workdir=/w \"--config.model.cell_options={'peephole': True}\"")
-
-
-def test_published_figures_only_where_they_apply(tmp_path):
-    _fabricate_run(str(tmp_path / "short"), cell="lstm", seq_len=50)
-    _fabricate_run(str(tmp_path / "variant"), cell="lstm", options={"peephole": True})
-    _fabricate_run(str(tmp_path / "long"), cell="lstm")
-    rows = results_rows([summarize_run(str(tmp_path / n)) for n in ("short", "variant", "long")])
-    assert [row[11] != "-" for row in rows] == [False, False, True]
+    run = load_run(workdir)  # the config from the workdir's config.json
+    assert run.step == config.train.num_steps and run.config.task == "adding"
+    np.testing.assert_array_equal(run.params["head"]["kernel"], trained["head"]["kernel"])
+    lstm, lstm_params = studies.first_layer_cell(run, run.params)  # the trained cell, from the model itself
+    np.testing.assert_array_equal(lstm_params["r"], trained["rnn"]["layers"][0]["params"]["r"])
+    assert lstm.hidden_size == config.model.hidden_size
 
 
 # ------------------------------------------------------------------------------ scripts
@@ -211,22 +152,6 @@ def _run_script(module, *args, timeout=300):
                             timeout=timeout)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
-
-
-@pytest.mark.slow
-def test_results_table_script(tmp_path):
-    _fabricate_run(str(tmp_path / "adding200_rnn"))
-    out = tmp_path / "results.md"
-    _run_script("experiments.results_table", f"--runs={tmp_path / 'adding200_rnn'}", f"--out={out}",
-                f"--csv={tmp_path / 'results.csv'}")
-    text = out.read_text()
-    assert "| adding200_rnn | adding | 200 | rnn | - | 300 | 0.07 | 0.05 | 0.17 | 0.4118 | never |" in text
-    command = text.split("# adding200_rnn\n")[1].splitlines()[0]  # against configs/adding.py's own values
-    assert command.startswith("python -m experiments.train --config=configs/adding.py --workdir=/tmp/adding200_rnn ")
-    for override in ("--config.data.seq_len=200", "--config.model.cell=rnn", "--config.train.num_steps=300",
-                     "--config.train.learning_rate=0.001"):
-        assert f" {override}" in command
-    assert (tmp_path / "results.csv").read_text().count("\n") == 2
 
 
 @pytest.mark.slow

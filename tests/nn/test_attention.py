@@ -8,11 +8,11 @@ from flax import nnx
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gatedrnn.losses import sequence_mask
 from gatedrnn.nn.attention import (
     AdditiveAttention,
     LuongAttention,
     MultiHeadAttention,
-    lengths_to_mask,
     make_attention,
     masked_softmax,
 )
@@ -35,7 +35,7 @@ def test_weights_sum_to_one_and_are_exactly_zero_on_padding(kind):
     keys = jax.random.normal(jax.random.key(1), (3, 6, 8))
     query = jax.random.normal(jax.random.key(2), (3, 8))
     lengths = jnp.array([6, 2, 4])
-    mask = lengths_to_mask(lengths, 3, 6)
+    mask = sequence_mask(lengths, 3, 6)
     context, weights = attn(query, keys, mask=mask)
     assert context.shape == (3, 8)
     w = np.asarray(weights)
@@ -51,7 +51,7 @@ def test_padding_content_never_matters(kind):
     attn = _make(kind)
     keys = jax.random.normal(jax.random.key(1), (2, 5, 8))
     query = jax.random.normal(jax.random.key(2), (2, 3, 8))
-    mask = lengths_to_mask(jnp.array([3, 5]), 2, 5)
+    mask = sequence_mask(jnp.array([3, 5]), 2, 5)
     junk = jnp.where(mask[:, :, None], keys, 1e4 * jax.random.normal(jax.random.key(3), keys.shape))
     c1, w1 = attn(query, keys, mask=mask)
     c2, w2 = attn(query, junk, mask=mask)
@@ -130,7 +130,7 @@ def test_all_masked_row_gives_zeros_not_nan():
 def test_masked_softmax_property(lengths, seed):
     lengths = np.array(lengths)
     scores = jax.random.normal(jax.random.key(seed), (len(lengths), 6)) * 10
-    w = np.asarray(_softmax_jit(scores, lengths_to_mask(jnp.asarray(lengths), len(lengths), 6)))
+    w = np.asarray(_softmax_jit(scores, sequence_mask(jnp.asarray(lengths), len(lengths), 6)))
     for i, n in enumerate(lengths):
         assert np.all(w[i, n:] == 0.0)
         np.testing.assert_allclose(w[i, :n].sum(), 1.0, rtol=1e-6)

@@ -8,13 +8,10 @@ from flax import nnx
 
 from gatedrnn import GRU, LSTM, RNN, Bidirectional, Stack, build_rnn, scan_cell
 from gatedrnn.nn.layers import MERGES
+from gatedrnn.nn.params import param_values
 
 LENGTHS = jnp.array([6, 2, 4])
 X = jax.random.normal(jax.random.key(0), (3, 6, 4))
-
-
-def _values(module):
-    return jax.tree.map(lambda v: v[...], module.params, is_leaf=lambda v: isinstance(v, nnx.Variable))
 
 
 @pytest.mark.parametrize("merge", sorted(MERGES))
@@ -22,12 +19,12 @@ def test_bidirectional_merges_forward_and_within_length_reversed_passes(merge):
     cell = GRU(4, 5)
     layer = Bidirectional(RNN(cell, rngs=nnx.Rngs(0)), RNN(cell, rngs=nnx.Rngs(1), reverse=True), merge=merge)
     out, (carry_f, carry_b) = layer(X, seq_lengths=LENGTHS)
-    y_f, want_cf = scan_cell(cell, _values(layer.forward), X, seq_lengths=LENGTHS)
+    y_f, want_cf = scan_cell(cell, param_values(layer.forward.params), X, seq_lengths=LENGTHS)
     # backward by hand: reverse each sequence within its length, run forwards, reverse back
     y_b = np.zeros_like(y_f)
     for b, n in enumerate(np.asarray(LENGTHS)):
         seq = X[b:b + 1, :n][:, ::-1]
-        yb, cb = scan_cell(cell, _values(layer.backward), seq)
+        yb, cb = scan_cell(cell, param_values(layer.backward.params), seq)
         y_b[b, :n] = np.asarray(yb[0, ::-1])
         np.testing.assert_allclose(carry_b[b], cb[0], atol=1e-6)
     want = {"concat": np.concatenate([y_f, y_b], -1), "sum": y_f + y_b, "mean": (y_f + y_b) / 2, "product": y_f * y_b}
@@ -41,7 +38,7 @@ def test_stack_feeds_layers_in_turn_and_returns_every_carry():
     out, carries = rnn(X, seq_lengths=LENGTHS)
     h = X
     for layer, carry in zip(rnn.layers, carries):
-        h, want = scan_cell(layer.cell, _values(layer), h, seq_lengths=LENGTHS)
+        h, want = scan_cell(layer.cell, param_values(layer.params), h, seq_lengths=LENGTHS)
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), carry, want)
     np.testing.assert_allclose(out, h, atol=1e-6)
 

@@ -11,7 +11,7 @@ from flax import nnx
 from gatedrnn.nn.encoder import sequence_cross_entropy
 from gatedrnn.nn.lm import LanguageModel, OneToMany, filter_logits, sample_lm, sample_logits, sample_one_to_many
 
-from arch_training import fit
+from arch_training import counting_batch, fit, next_token_loss
 
 
 def test_filter_logits_top_k_and_top_p():
@@ -71,28 +71,16 @@ def test_greedy_generation_matches_teacher_forced_argmax():
         np.testing.assert_array_equal(jnp.argmax(logits[0, int(lengths[i]) - 1 : -1], -1), out[i])
 
 
-def _counting_batch(step, batch=32, time=10, vocab=8):
-    """x_{t+1} = x_t + stride (mod 8), stride in {1, 3} given by the first two tokens."""
-    rng = np.random.default_rng(step)
-    start = rng.integers(0, vocab, size=(batch, 1))
-    stride = rng.choice([1, 3], size=(batch, 1))
-    return jnp.asarray((start + stride * np.arange(time)[None]) % vocab, jnp.int32)
-
-
 @pytest.mark.slow
 def test_language_model_trains_and_samples():
-    def loss_fn(model, tokens):
-        logits, _ = model(tokens[:, :-1])
-        return sequence_cross_entropy(logits, tokens[:, 1:], jnp.ones(tokens[:, 1:].shape, bool))
-
     lm = LanguageModel("lstm", 32, 8, embed_size=8, rngs=nnx.Rngs(0))
     # trivial baseline: the unigram distribution (uniform here), log 8; the first transition is
     # unpredictable (stride unknown: log 2), all later ones are determined
     baseline = math.log(8)
-    loss = fit(lm, loss_fn, _counting_batch, steps=100, lr=1e-2)
+    loss = fit(lm, next_token_loss, counting_batch, steps=100, lr=1e-2)
     print(f"lm loss {loss:.4f} vs unigram baseline {baseline:.4f} (floor {math.log(2) / 9:.4f})")
     assert loss < 0.2 * baseline, (loss, baseline)
-    tokens = _counting_batch(10_000)
+    tokens = counting_batch(10_000)
     out = sample_lm(lm, jax.random.key(0), tokens[:, :3], num_steps=7, temperature=0.5, top_p=0.9)
     accuracy = float(jnp.mean(out == tokens[:, 3:]))
     print(f"lm sampled continuation accuracy {accuracy:.2f}")

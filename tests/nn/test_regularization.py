@@ -11,11 +11,11 @@ from flax import nnx
 
 from gatedrnn import RNN, build_rnn, make_cell, scan_cell
 from gatedrnn.cells import LSTMCarry
-from gatedrnn.nn.encoder import sequence_cross_entropy
 from gatedrnn.nn.lm import LanguageModel
-from gatedrnn.nn.regularization import RegularizedRNN, param_values, regularize
+from gatedrnn.nn.params import param_values
+from gatedrnn.nn.regularization import RegularizedRNN, regularize
 
-from arch_training import fit
+from arch_training import counting_batch, fit, next_token_loss
 
 apply_jit = nnx.jit(lambda reg, x, masks, lengths: reg.apply_masks(x, masks, lengths))
 
@@ -158,21 +158,11 @@ def test_bad_rates():
 
 @pytest.mark.slow
 def test_regularized_language_model_trains():
-    """Counting mod 8 with stride 1 or 3 (as in test_arch_lm), through a regularized 2-layer LSTM."""
-
-    def batches(step, batch=32, time=10):
-        rng = np.random.default_rng(step)
-        start, stride = rng.integers(0, 8, size=(batch, 1)), rng.choice([1, 3], size=(batch, 1))
-        return jnp.asarray((start + stride * np.arange(time)[None]) % 8, jnp.int32)
-
-    def loss_fn(model, tokens):
-        logits, _ = model(tokens[:, :-1])
-        return sequence_cross_entropy(logits, tokens[:, 1:], jnp.ones(tokens[:, 1:].shape, bool))
-
+    """Counting mod 8 with stride 1 or 3 (arch_training.counting_batch, as in test_lm), through a regularized LSTM."""
     lm = LanguageModel("lstm", 32, 8, embed_size=8, rngs=nnx.Rngs(0))
     regularize(lm.encoder.rnn, rngs=nnx.Rngs(dropout=1), recurrent_dropout=0.1, zoneout=0.1)
     baseline = math.log(8)
-    loss = fit(lm, loss_fn, batches, steps=100, lr=1e-2)  # fit() leaves the model in eval mode
-    eval_loss = float(loss_fn(lm, batches(10_000)))
+    loss = fit(lm, next_token_loss, counting_batch, steps=100, lr=1e-2)  # fit() leaves the model in eval mode
+    eval_loss = float(next_token_loss(lm, counting_batch(10_000)))
     print(f"regularized lm train loss {loss:.4f}, eval loss {eval_loss:.4f} vs baseline {baseline:.4f}")
     assert eval_loss < 0.2 * baseline, (eval_loss, baseline)

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from gatedrnn import build_rnn, scan_cell
 from gatedrnn.nn.lm import LanguageModel
-from gatedrnn.nn.streaming import ResettingCell, StatefulRNN, param_values, split_chunks, stream, tbptt_train
+from gatedrnn.nn.params import param_values
+from gatedrnn.nn.streaming import ResettingCell, StatefulRNN, split_chunks, stream, tbptt_train
 
 SIZES = [4, 4, 1]  # the same pieces as split_chunks(x, 4), so compiled shapes are shared
 _GRU2 = build_rnn("gru", 3, 4, num_layers=2, rngs=nnx.Rngs(0))

@@ -205,11 +205,19 @@ def test_eval_greedy_error_rates_equal_the_reports_and_beam_one_is_greedy(task_a
     ("data.max_words", 3, r"^data\.max_words=3 is too small; use 0 \(all 121,206 training words\) or at least "
                           r"train\.batch_size=8$"),
     ("model.dropout", 0.1, r"^model\.dropout=0\.1 is not supported by the g2p Seq2Seq; use 0\.0$"),
+    # checks that Seq2Seq would otherwise raise deep inside the model, as a traceback
+    ("model.style", "bahdanau", r"^model\.input_feeding=False is not valid with model\.style='bahdanau' .*; use "
+                                r"model\.input_feeding=True or model\.style='luong'$"),
+    ("model.num_heads", 3, r"^model\.num_heads=3 must divide model\.hidden_size=8 \(attention='multihead'\)$"),
+    ("model.attention", "dot", r"^model\.attention='dot' needs encoder outputs of the decoder's size; use "
+                               r"model\.bidirectional=False or another model\.attention$"),
 ])
 def test_bad_config_values_are_one_line_errors(field, value, message):
     c = config()
     group, name = field.split(".")
     c[group][name] = value
+    if field == "model.num_heads":
+        c.model.attention = "multihead"
     with pytest.raises(ConfigError, match=message):
         make_experiment(c)
 

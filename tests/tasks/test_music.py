@@ -4,6 +4,7 @@ the cache, MIDI round trips and config errors."""
 import importlib.util
 import os
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -227,6 +228,21 @@ def test_final_report_writes_midi_files_and_a_png(cache_home, tmp_path):
         back = tm.midi_to_roll(str(tmp_path / f"sample_{i}.mid"), 1)
         np.testing.assert_array_equal(back, roll[: len(back)])
         assert not roll[len(back):].any()
+
+
+def test_sampled_rolls_follow_the_model_frame_by_frame():
+    """The sampler against a reference that reruns the whole model on the frames so far (the all-zero
+    start frame first) and draws frame t with jax.random.bernoulli(key_t, sigmoid(logits))."""
+    model = SequenceModel(cell="gru", input_size=88, hidden_size=8, output_size=88, readout="all", rngs=nnx.Rngs(2),
+                          num_layers=2)
+    model.head.bias[...] = jnp.full((88,), -1.0)
+    got = tm.sample_rolls(model, jax.random.key(4), 2, 6)
+    frames = jnp.zeros((2, 1, 88), jnp.float32)
+    for key_t in jax.random.split(jax.random.key(4), 6):
+        p = jax.nn.sigmoid(model(frames)[:, -1])
+        frames = jnp.concatenate([frames, jax.random.bernoulli(key_t, p).astype(jnp.float32)[:, None]], axis=1)
+    assert got.dtype == np.uint8 and got.shape == (2, 6, 88) and got.any()
+    np.testing.assert_array_equal(got, np.asarray(frames[:, 1:]))
 
 
 @pytest.mark.parametrize("field, value, message", [

@@ -69,6 +69,35 @@ def test_samples_come_from_gatedrnn_lm_and_use_the_vocabulary(text_file):
     assert samples == sample_text(task, model, jax.random.key(0), prompt="To", num_chars=30, num_samples=3)
 
 
+def test_samples_follow_the_model_one_character_at_a_time(text_file):
+    """The sampler against a reference that reruns the whole model on the growing text and draws
+    each character with jax.random.categorical(key_t, logits / temperature)."""
+    task = CharLMTask(seq_len=16, path=text_file, eval_fraction=0.25)
+    model = SequenceModel(cell="gru", input_size=4, hidden_size=8, output_size=task.vocab_size, readout="all",
+                          vocab_size=task.vocab_size, rngs=nnx.Rngs(1), num_layers=2)
+    got = sample_text(task, model, jax.random.key(5), prompt="To", num_chars=6, num_samples=2, temperature=0.7)
+    ids = jnp.asarray(np.tile(task.encode("To"), (2, 1)))
+    for key_t in jax.random.split(jax.random.key(5), 6):
+        logits = model(ids)[:, -1]
+        ids = jnp.concatenate([ids, jax.random.categorical(key_t, logits / 0.7)[:, None].astype(jnp.int32)], axis=1)
+    assert got == [task.decode(row) for row in np.asarray(ids)]
+
+
+def test_the_final_report_samples_a_text_without_a_line_break(tmp_path):
+    """The default prompt is a line break; a text without one starts from its first character."""
+    path = tmp_path / "one_line.txt"
+    path.write_text("abcabcab cab" * 30, encoding="utf-8")
+    task = CharLMTask(seq_len=8, path=str(path), eval_fraction=0.25)
+    model = SequenceModel(cell="lstm", input_size=4, hidden_size=8, output_size=task.vocab_size, readout="all",
+                          vocab_size=task.vocab_size, rngs=nnx.Rngs(0))
+    report, metrics = task.final_report(model, 0, str(tmp_path))
+    samples = report.split("\n")
+    assert metrics == {} and samples[0::2] == ["--- sample 0 (temperature 0.8) ---", "--- sample 1 (temperature 0.8) ---"]
+    assert all(len(s) == 401 and s[0] == "a" and set(s) <= set("abc ") for s in samples[1::2])
+    with pytest.raises(ValueError, match=r"^'\\n' is not in the text's vocabulary of 4 characters$"):
+        sample_text(task, model, jax.random.key(0), prompt="\n")
+
+
 def test_a_missing_text_file_is_a_one_line_error(tmp_path):
     c = default_config()
     c.task = "char_lm"

@@ -113,6 +113,16 @@ def test_bad_input_is_one_line_on_stderr_exit_1_and_no_workdir(tmp_path, env, re
     assert snapshot(workdir) == before
 
 
+def test_a_causal_task_with_a_bidirectional_model_is_one_line_exit_1_and_no_workdir(tmp_path, env):
+    fresh = tmp_path / "fresh"
+    bad = subprocess.run([sys.executable, "-m", "experiments.train", "--config=configs/char_lm.py:smoke",
+                          f"--workdir={fresh}", "--config.model.bidirectional=True"], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=180)
+    assert bad.returncode == 1 and not fresh.exists()
+    assert bad.stderr.strip() == ("error: model.bidirectional=True is not valid for the causal task 'char_lm' (its "
+                                  "targets are later inputs); use model.bidirectional=False")
+
+
 def close_losses(workdir, reference):
     got, want = losses_of(workdir), losses_of(reference)
     assert [r["step"] for r in got] == [r["step"] for r in want]

@@ -6,16 +6,18 @@ import json
 import os
 import runpy
 import shutil
+import signal
 import time
 
 import jax
 import numpy as np
 import pytest
 
-from gatedrnn.tasks.registry import TASKS, AddingTask
+from gatedrnn.tasks.registry import TASKS
+from gatedrnn.tasks.synthetic import AddingTask
 from gatedrnn.train import ConfigError, NonFiniteLossError, train_and_evaluate
 from gatedrnn.train.loop import init_state, make_experiment
-from gatedrnn.train.metrics import read_metrics
+from gatedrnn.train.metrics import read_final_metrics, read_metrics
 
 pytestmark = pytest.mark.slow  # every test here trains (seconds each), or needs a run that did
 
@@ -154,6 +156,46 @@ def test_a_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoin
         train_and_evaluate(config, workdir)
     assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["10", "20"]
     assert max(r["step"] for r in read_metrics(os.path.join(workdir, "metrics.jsonl"))) == 20
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportingAdding(AddingTask):
+    """The adding problem that sends this process SIGTERM while making batch `signal_step`, and
+    whose final report records every call in `reports` (metrics computed from the model)."""
+
+    signal_step: int = -1  # -1: never
+    reports: list = dataclasses.field(default_factory=list, compare=False)
+
+    def train_batch(self, seed, step, batch_size):
+        if step == self.signal_step:
+            os.kill(os.getpid(), signal.SIGTERM)  # as a preempting scheduler would, mid-step
+        return super().train_batch(seed, step, batch_size)
+
+    def final_report(self, model, seed, workdir):
+        outputs = model(jax.numpy.asarray(self.eval_batch(seed, 0, 4)["inputs"]))
+        metrics = {"first_output": float(outputs[0, 0]), "calls": len(self.reports) + 1}
+        self.reports.append(metrics)
+        return f"report {len(self.reports)}", metrics
+
+
+def test_sigterm_skips_the_final_report_and_the_run_that_finishes_writes_it(tmp_path, monkeypatch, capsys):
+    reports, signal_step = [], {"step": 25}
+    monkeypatch.setitem(TASKS, "reporting", lambda c: ReportingAdding(seq_len=c.data.seq_len, reports=reports,
+                                                                       signal_step=signal_step["step"]))
+    config = smoke_config()
+    config.task = "reporting"
+    workdir = str(tmp_path / "run")
+    train_and_evaluate(config, workdir)
+    err = capsys.readouterr().err
+    assert "received SIGTERM: saved a checkpoint at step 26 in " in err and "the final report is skipped" in err
+    assert reports == [] and not os.path.exists(os.path.join(workdir, "report.txt"))
+    assert read_final_metrics(workdir) == {}
+    signal_step["step"] = -1
+    last = train_and_evaluate(config, workdir)
+    assert last["step"] == 40 and "resuming from the checkpoint at step 26" in capsys.readouterr().err
+    assert len(reports) == 1 and read_final_metrics(workdir) == reports[0]  # the metrics it returned
+    with open(os.path.join(workdir, "report.txt")) as f:
+        assert f.read() == "report 1\n"
 
 
 def test_bfloat16_compute_trains_close_to_float32(reference, tmp_path):

@@ -1,0 +1,56 @@
+"""gatedrnn vs PyTorch vs Flax on the same weights: the harness behind `experiments/benchmark.py`.
+
+Glossary: b batch, t time, d input features, h hidden units, g gates.
+
+For one `Config` (sizes, cell, layers, direction, compute dtype), `run_config` builds the
+contestants (torch; ours = `gatedrnn.nn.interop.from_torch(torch_module)`, one row per engine VJP
+variant; Flax's `nn.RNN` with our layer's weights; a matmul bound of the same FLOPs), checks that
+ours and Flax agree with torch and times them all interleaved. The rooms:
+
+  sizes.py        `Size`, `SIZES`, `Config`: what is measured, and its FLOPs
+  contestants.py  the contestants and the ours -> Flax-linen weight mapping (`flax_params`)
+  timing.py       the agreement check (`OutputMismatch`), interleaved timing, `run_config`, `remat_report`
+  report.py       the machine description and the markdown tables
+  run.py          `Settings` (the script's flags), `build_configs`, `run_benchmark`: one whole run and its files
+"""
+
+from gatedrnn.lab.benchmark.contestants import (
+    Contestant,
+    bound_contestant,
+    configure_layers,
+    contestant_name,
+    engine_vjp_variants,
+    flax_contestant,
+    flax_params,
+    jax_compile,
+    jax_contestant,
+    layer_apply,
+    memory_stats,
+    ours_contestant,
+    ours_stack,
+    torch_contestant,
+    torch_module,
+)
+from gatedrnn.lab.benchmark.report import machine_info, remat_table, report_markdown, speed_table
+from gatedrnn.lab.benchmark.run import QUICK, Settings, build_configs, run_benchmark, settings_from_flags
+from gatedrnn.lab.benchmark.sizes import GATES, SIZES, Config, Size
+from gatedrnn.lab.benchmark.timing import (
+    BF16_TOL,
+    FORWARD_TOL,
+    GRAD_TOL,
+    MODES,
+    OutputMismatch,
+    check_agreement,
+    remat_report,
+    run_config,
+    time_interleaved,
+)
+
+__all__ = [
+    "BF16_TOL", "FORWARD_TOL", "GATES", "GRAD_TOL", "MODES", "QUICK", "SIZES", "Config", "Contestant",
+    "OutputMismatch", "Settings", "Size", "bound_contestant", "build_configs", "check_agreement", "configure_layers",
+    "contestant_name", "engine_vjp_variants", "flax_contestant", "flax_params", "jax_compile", "jax_contestant",
+    "layer_apply", "machine_info", "memory_stats", "ours_contestant", "ours_stack", "remat_report", "remat_table",
+    "report_markdown", "run_benchmark", "run_config", "settings_from_flags", "speed_table", "time_interleaved", "torch_contestant",
+    "torch_module",
+]

@@ -1,0 +1,149 @@
+"""What the benchmark writes: the machine it ran on and its markdown tables.
+
+`speed_table` has one row per config; the "ours" columns hold one value per VJP variant, joined
+by " / ". `remat_table` one row per (T, remat, vjp). Columns are explained in README.md (Performance).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from typing import Any
+
+import jax
+import numpy as np
+
+from gatedrnn.lab.benchmark.contestants import contestant_name, engine_vjp_variants
+from gatedrnn.lab.tables import markdown_table
+
+# ----------------------------------------------------------------------------- the machine
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU model, cores, load and library versions, for the JSON next to the numbers."""
+    import flax
+
+    return {
+        "cpu_model": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "loadavg_1_5_15": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "numpy": np.__version__,
+        "jax": jax.__version__,
+        "jaxlib": getattr(jax.lib, "__version__", None) or _dist_version("jaxlib"),
+        "flax": flax.__version__,
+        "torch": _dist_version("torch"),
+        "jax_devices": [str(d) for d in jax.devices()],
+        "malloc_env": {k: os.environ.get(k) for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")},
+        "git_commit": _git_commit(),
+        "engine_vjp_variants": list(engine_vjp_variants()),
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _dist_version(name: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _git_commit() -> str | None:
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+def _mb(nbytes: int | None) -> str:
+    return "-" if nbytes is None else f"{nbytes / 2**20:.1f}"
+
+
+def _fmt(value: float | None, spec: str, failed: bool) -> str:
+    """`value` in `spec`; "err" for a contestant that failed (the JSON's `errors`), "-" for none."""
+    return spec.format(value) if value is not None else "err" if failed else "-"
+
+
+def _size_str(size: dict) -> str:
+    return f"B{size['batch']} T{size['time']} I{size['input_size']} H{size['hidden_size']}"
+
+
+def speed_table(results: list[dict], vjps: tuple[str | None, ...]) -> str:
+    """One row per config (`run_config` results); "ours" columns hold one value per VJP variant."""
+    ours = [contestant_name(v) for v in vjps]
+    label = "ours" if vjps == (None,) else f"ours ({' / '.join(str(v) for v in vjps)})"
+    header = [
+        "config", "torch fwd+bwd tok/s", f"{label} fwd+bwd ×torch", "flax fwd+bwd ×torch",
+        "bound ×torch", f"{label} of bound", f"{label} compile s", f"{label} memory MB",
+        "torch fwd tok/s", f"{label} fwd ×torch", "flax fwd ×torch",
+    ]
+    join = " / ".join
+    rows = []
+    for r in results:
+        ratio, frac, cs, errors = r["ratio_to_torch"], r["fraction_of_bound"], r["contestants"], r["errors"]
+        ratio_of = lambda mode, n: _fmt(ratio[mode].get(n), "{:.2f}x", n in errors)  # noqa: E731
+        rows.append([
+            f"{r['name']} ({_size_str(r['size'])})",
+            f"{cs['torch']['train']['tokens_per_s']:,.0f}",
+            join([ratio_of("train", n) for n in ours]),
+            ratio_of("train", "flax"),
+            ratio_of("train", "bound"),
+            join([_fmt(frac["train"].get(n), "{:.2f}", n in errors) for n in ours]),
+            join([_fmt(cs[n]["compile_s"]["train"] if n in cs else None, "{:.2f}", n in errors) for n in ours]),
+            join([_mb(cs[n]["memory"]["train"].get("total")) if n in cs else "err" for n in ours]),
+            f"{cs['torch']['forward']['tokens_per_s']:,.0f}",
+            join([ratio_of("forward", n) for n in ours]),
+            ratio_of("forward", "flax"),
+        ])
+    return markdown_table(header, rows)
+
+
+def remat_table(rows: list[dict]) -> str:
+    header = ["T", "remat", "vjp", "temp MB", "temp+arg+out MB", "compile s", "fwd+bwd tok/s"]
+    cells = []
+    for r in rows:
+        tps = r["train_tokens_per_s"]
+        cells.append([
+            str(r["time"]), str(r["remat"]), str(r["vjp"] or "-"), _mb(r["memory"].get("temp")),
+            _mb(r["memory"].get("total")), f"{r['compile_s']:.2f}", "-" if tps is None else f"{tps:,.0f}",
+        ])
+    return markdown_table(header, cells)
+
+
+def report_markdown(report: dict, vjps: tuple[str | None, ...], command: str) -> str:
+    """benchmark.md: the command, the machine, the speed table and the remat table."""
+    m = report["machine"]
+    lines = [
+        f"`{command.strip()}`",
+        "",
+        f"{m['cpu_model']}, {m['cpu_count']} cores, load {m['loadavg_1_5_15'][0]:.1f} at start; "
+        f"jax {m['jax']}, flax {m['flax']}, torch {m['torch']}; malloc tuned: {m['malloc_tuned']}; "
+        f"float32 unless named; wall {report['wall_s']:.0f} s.",
+        "",
+    ]
+    if report["configs"]:
+        lines += [speed_table(report["configs"], vjps)]
+    if report["remat"]:
+        lines += ["Remat (LSTM, B8 I32 H128, fwd+bwd):", "", remat_table(report["remat"])]
+    return "\n".join(lines)

@@ -1,0 +1,102 @@
+"""One benchmark run, as `experiments/benchmark.py` starts it: the configs, their results, the files.
+
+  report = run_benchmark(Settings(sizes=("Q",), bidir_sizes=(), bf16_sizes=(), remat_lengths=(16,)),
+                         command="python -m experiments.benchmark --quick")
+
+writes <out>/benchmark.json (every raw time, compile time, memory analysis, the agreement check
+and the machine) and <out>/benchmark.md (the tables), prints the tables and returns the JSON's dict.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import time
+
+from gatedrnn.lab.benchmark.contestants import engine_vjp_variants
+from gatedrnn.lab.benchmark.report import machine_info, report_markdown
+from gatedrnn.lab.benchmark.sizes import GATES, SIZES, Config
+from gatedrnn.lab.benchmark.timing import remat_report, run_config
+from gatedrnn.lab.runtime import malloc_env_active
+from gatedrnn.lab.tables import write_text
+from gatedrnn.validation import ConfigError, check_choice
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """The benchmark's flags (see experiments/benchmark.py); sizes are keys of `SIZES`."""
+
+    sizes: tuple[str, ...] = ("S1", "S2", "S3", "S4")
+    cells: tuple[str, ...] = ("lstm", "gru")
+    bidir_sizes: tuple[str, ...] = ("S1",)  # 2-layer bidirectional LSTM rows
+    bf16_sizes: tuple[str, ...] = ("S1",)  # bfloat16-compute rows, every cell
+    remat_lengths: tuple[int, ...] = (4096, 16384, 65536)
+    remat_time_max: int = 4096  # remat rows up to this T are also timed
+    repeats: int = 5
+    min_time: float = 0.2
+    torch_threads: int | None = None  # default: os.cpu_count()
+    unroll: int | None = None  # our layers' lax.scan unroll; default: the layer's
+    out: str = "benchmarks"
+
+
+# --quick: tiny sizes, a smoke run of about a minute (as flag values; flags given explicitly still win)
+QUICK = {"sizes": ["Q"], "bidir_sizes": ["Q"], "bf16_sizes": ["Q"], "remat_lengths": ["16"], "remat_time_max": 16,
+         "repeats": 2, "min_time": 0.0}
+
+
+def settings_from_flags(values: dict) -> Settings:
+    """`Settings` from flag values (lists of strings for the sizes, cells and remat lengths)."""
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    lengths = values.get("remat_lengths", ())
+    bad = [t for t in lengths if not str(t).isdigit() or int(t) <= 0]
+    if bad:
+        raise ConfigError(f"--remat_lengths={','.join(map(str, lengths))}: {bad[0]!r} is not a positive integer")
+    return Settings(**{**values, "remat_lengths": tuple(int(t) for t in lengths)})
+
+
+def build_configs(settings: Settings) -> list[Config]:
+    """Every size x cell, then the bidirectional and bfloat16 rows; ConfigError names a bad size or cell."""
+    for cell in settings.cells:
+        check_choice("--cells", cell, GATES)
+    for field in ("sizes", "bidir_sizes", "bf16_sizes"):
+        for size in getattr(settings, field):
+            check_choice(f"--{field}", size, SIZES)
+    configs = [Config(SIZES[s], cell) for s in settings.sizes for cell in settings.cells]
+    configs += [Config(SIZES[s], "lstm", num_layers=2, bidirectional=True) for s in settings.bidir_sizes]
+    configs += [Config(SIZES[s], cell, dtype="bfloat16") for s in settings.bf16_sizes for cell in settings.cells]
+    return configs
+
+
+def run_benchmark(settings: Settings, command: str) -> dict:
+    """Runs every config and the remat report; writes benchmark.json and benchmark.md under settings.out.
+
+    `command` (the command line that started the run) heads benchmark.md.
+    """
+    import torch
+
+    configs = build_configs(settings)
+    torch.set_num_threads(settings.torch_threads or os.cpu_count() or 1)
+    start = time.perf_counter()
+    vjps = engine_vjp_variants()
+    report: dict = {"machine": machine_info(), "settings": dataclasses.asdict(settings), "configs": [], "remat": []}
+    report["machine"]["torch_threads"] = torch.get_num_threads()
+    report["machine"]["malloc_tuned"] = malloc_env_active()
+
+    for config in configs:
+        print(f"[benchmark] {config.name} ({config.size})", file=sys.stderr, flush=True)
+        report["configs"].append(run_config(config, vjps=vjps, repeats=settings.repeats, min_time=settings.min_time,
+                                            unroll=settings.unroll))
+    if settings.remat_lengths:
+        print(f"[benchmark] remat report T={list(settings.remat_lengths)}", file=sys.stderr, flush=True)
+        report["remat"] = remat_report(list(settings.remat_lengths), vjps=vjps, time_max=settings.remat_time_max,
+                                       repeats=settings.repeats, unroll=settings.unroll)
+    report["wall_s"] = time.perf_counter() - start
+    report["machine"]["loadavg_1_5_15_end"] = list(os.getloadavg())
+
+    markdown = report_markdown(report, vjps, command)
+    write_text(os.path.join(settings.out, "benchmark.json"), json.dumps(report, indent=1))
+    write_text(os.path.join(settings.out, "benchmark.md"), markdown)
+    print(markdown)
+    return report
