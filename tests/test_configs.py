@@ -78,7 +78,7 @@ def test_a_missing_data_package_names_the_extra(monkeypatch):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [n for n in CONFIGS if n != "adding"])  # adding: tests/test_train_loop.py
+@pytest.mark.parametrize("name", [n for n in CONFIGS if n != "adding"])  # adding: tests/train/test_loop.py
 def test_smoke_run_end_to_end(name, tmp_path):
     needs(name)
     config = load(name, "smoke")

@@ -1,11 +1,16 @@
 """The scan engine: against a Python loop of steps, jit vs eager, remat, unroll, reversal, lengths."""
 
+import functools
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gatedrnn import GRU, LSTM, flip_sequences, scan_cell
+from gatedrnn import GRU, LSTM, ScanOptions, flip_sequences, scan_cell
+from gatedrnn.scan import with_overrides
+from gatedrnn.validation import ConfigError
 
 from zoo import ZOO
 
@@ -69,8 +74,9 @@ def test_remat_equals_plain_scan_in_values_and_grads(remat):
         ys, carry = scan_cell(cell, p, x, seq_lengths=LENGTHS, remat=remat)
         return jnp.sum(ys**2) + jnp.sum(carry.c)
 
-    plain_val, plain_grad = jax.value_and_grad(loss, argnums=(0, 1))(params, xs, False)
-    val, grad = jax.value_and_grad(loss, argnums=(0, 1))(params, xs, remat)
+    run = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)), static_argnums=2)
+    plain_val, plain_grad = run(params, xs, False)
+    val, grad = run(params, xs, remat)
     np.testing.assert_allclose(val, plain_val, rtol=1e-6)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5), grad, plain_grad)
 
@@ -176,9 +182,10 @@ def test_fused_vjp_composes_with_remat_and_bfloat16():
         ys, _ = scan_cell(cell, p, xs, seq_lengths=LENGTHS, vjp=vjp, remat=remat, dtype=dtype)
         return jnp.sum(ys.astype(jnp.float32) ** 2)
 
-    want = jax.grad(loss)(params, "autodiff", False, None)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5), jax.grad(loss)(params, "fused", 4, None), want)
-    bf16 = jax.grad(loss)(params, "fused", False, jnp.bfloat16)
+    grad = jax.jit(jax.grad(loss), static_argnums=(1, 2, 3))
+    want = grad(params, "autodiff", False, None)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5), grad(params, "fused", 4, None), want)
+    bf16 = grad(params, "fused", False, jnp.bfloat16)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=0.1, rtol=0.1), bf16, want)
     assert all(g.dtype == jnp.float32 for g in jax.tree.leaves(bf16))
 
@@ -218,11 +225,12 @@ def test_analytic_backward_composes_with_remat_chunks_and_bfloat16(name):
                               reverse=True, projection_chunk=chunk)
         return jnp.sum(ys.astype(jnp.float32) ** 2) + sum(jnp.sum(c.astype(jnp.float32)) for c in jax.tree.leaves(carry))
 
-    want = jax.grad(loss)(params, "autodiff", False, None)
+    grad = jax.jit(jax.grad(loss), static_argnums=(1, 2, 3, 4))
+    want = grad(params, "autodiff", False, None, 32)
     for remat, chunk in ((4, 32), (False, 2), (False, None)):
-        got = jax.grad(loss)(params, "fused", remat, None, chunk)
+        got = grad(params, "fused", remat, None, chunk)
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5), got, want)
-    bf16 = jax.grad(loss)(params, "fused", False, jnp.bfloat16)
+    bf16 = grad(params, "fused", False, jnp.bfloat16, 32)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=0.1, rtol=0.1), bf16, want)
     assert all(g.dtype == jnp.float32 for g in jax.tree.leaves(bf16))
 
@@ -242,8 +250,9 @@ def test_projection_chunks_do_not_change_values_or_gradients(chunk, vjp):
         ys, carry = scan_cell(cell, p, x, seq_lengths=LENGTHS, reverse=True, projection_chunk=chunk, vjp=vjp)
         return jnp.sum(ys**2) + jnp.sum(carry.c), ys
 
-    (_, ys_want), want = jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(params, xs, None)
-    (_, ys_got), got = jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(params, xs, chunk)
+    run = jax.jit(jax.value_and_grad(loss, argnums=(0, 1), has_aux=True), static_argnums=2)
+    (_, ys_want), want = run(params, xs, None)
+    (_, ys_got), got = run(params, xs, chunk)
     np.testing.assert_allclose(ys_got, ys_want, atol=1e-6)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5), got, want)
 
@@ -309,3 +318,100 @@ def test_analytic_backward_is_exact_in_float64(name):
         fused, want = grad(params, xs, "fused"), grad(params, xs, "autodiff")
         assert all(g.dtype == jnp.float64 for g in jax.tree.leaves(fused))
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12), fused, want)
+
+
+# --- ScanOptions: validation, overrides, equality ----------------------------------------------
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        (dict(mode="parallel"), "ScanOptions.mode='parallel' is not valid; choose one of ['sequential']"),
+        (dict(vjp="fast"), "ScanOptions.vjp='fast' is not valid; choose one of ['autodiff', 'fused', 'replay']"),
+        (dict(remat=0), "ScanOptions.remat must be False, True, 'sqrt' or a positive chunk length, got 0"),
+        (dict(remat="cube"), "ScanOptions.remat must be False, True, 'sqrt' or a positive chunk length, got 'cube'"),
+        (dict(unroll=0), "ScanOptions.unroll must be a positive integer or True (unroll fully), got 0"),
+        (dict(unroll=1.5), "ScanOptions.unroll must be a positive integer or True (unroll fully), got 1.5"),
+        (dict(projection_chunk=True), "ScanOptions.projection_chunk must be None or a positive int, got True"),
+        (dict(dtype="int8"),
+         "ScanOptions.dtype must be None or a floating dtype such as ['bfloat16', 'float32', 'float64'], got 'int8'"),
+        (dict(dtype="bfloat61"),
+         "ScanOptions.dtype must be None or a floating dtype such as ['bfloat16', 'float32', 'float64'], got 'bfloat61'"),
+    ],
+)
+def test_scan_options_name_the_bad_value_in_one_line(fields, message):
+    for build in (lambda: ScanOptions(**fields), lambda: with_overrides(ScanOptions(), **fields)):
+        with pytest.raises(ConfigError) as error:
+            build()
+        assert str(error.value) == message
+    cell, params, xs = _setup("gru")
+    with pytest.raises(ConfigError, match="^" + re.escape(message) + "$"):
+        scan_cell(cell, params, xs, **fields)  # the keywords are validated by ScanOptions too
+
+
+def test_unknown_scan_option_and_a_non_options_value_are_named():
+    with pytest.raises(ConfigError, match=r"^ScanOptions.rematt is not a scan option; choose from \['mode', 'vjp', "):
+        with_overrides(None, rematt=True)
+    with pytest.raises(ConfigError, match="^model.scan.rematt is not a scan option"):
+        ScanOptions.from_config({"rematt": True})
+    with pytest.raises(ConfigError, match=r"^model.scan.vjp='fast' is not valid; choose one of"):
+        ScanOptions.from_config({"vjp": "fast"})
+    with pytest.raises(ConfigError, match="^scan options must be a ScanOptions, got dict$"):
+        scan_cell(*_setup("gru"), options={"vjp": "fused"})
+
+
+def test_equal_scan_options_are_equal_and_hash_equal():
+    same = [ScanOptions(dtype="bfloat16"), ScanOptions(dtype=jnp.bfloat16), ScanOptions(dtype=np.dtype(jnp.bfloat16))]
+    assert all(o == same[0] and hash(o) == hash(same[0]) for o in same)
+    assert same[0].dtype == jnp.bfloat16
+    assert ScanOptions(remat="sqrt") == ScanOptions(remat=True) and ScanOptions(unroll=False) == ScanOptions()
+    assert ScanOptions(remat=4) != ScanOptions(remat=True) and ScanOptions(dtype="float32") != ScanOptions()
+    assert ScanOptions.from_config({"remat": "sqrt", "dtype": "bfloat16"}) == ScanOptions(remat=True, dtype=jnp.bfloat16)
+    traces = []
+
+    @functools.partial(jax.jit, static_argnums=1)
+    def run(x, options):
+        traces.append(options)
+        return x + 1
+
+    for options in same:
+        run(jnp.zeros(2), options)
+    assert len(traces) == 1  # a static jit argument: equal options never recompile
+
+
+def test_keywords_override_the_same_fields_of_options():
+    base = ScanOptions(vjp="replay", remat=3, projection_chunk=4, dtype="bfloat16")
+    assert with_overrides(base, remat=False, projection_chunk=None, dtype=None) == ScanOptions("sequential", "replay", projection_chunk=None)
+    assert with_overrides(base) is base and with_overrides(None) == ScanOptions()
+    cell, params, xs = _setup("gru")
+    assert scan_cell(cell, params, xs, options=base)[0].dtype == jnp.bfloat16
+    assert scan_cell(cell, params, xs, options=base, dtype=None)[0].dtype == jnp.float32  # None stays expressible
+    assert scan_cell(cell, params, xs, options=ScanOptions(), dtype="bfloat16")[0].dtype == jnp.bfloat16
+    # the vjp keyword wins over options.vjp: only "fused" reaches the cell's analytic backward
+    cell = _RecordingLSTM(3, 4)
+    params, xs = cell.init(jax.random.key(0)), jnp.ones((2, 5, 3))
+
+    def grad(**kw):
+        return jax.grad(lambda p: jnp.sum(scan_cell(cell, p, xs, **kw)[0]))(params)
+
+    grad(options=ScanOptions(vjp="fused"), vjp="autodiff")
+    with pytest.raises(_Sentinel):
+        grad(options=ScanOptions(vjp="autodiff"), vjp="fused")
+    with pytest.raises(_Sentinel):
+        grad(options=ScanOptions(vjp="fused"))
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [dict(vjp="replay", remat=3, unroll=2), dict(vjp="autodiff", projection_chunk=None, dtype=jnp.bfloat16),
+     dict(vjp="fused", projection_chunk=2, unroll=True)],
+)
+def test_options_give_the_same_numbers_as_the_keywords(fields):
+    cell, params, xs = _setup("lstm", time=7)
+
+    def loss(p, x, use_options):
+        kw = dict(options=ScanOptions(**fields)) if use_options else fields
+        ys, carry = scan_cell(cell, p, x, seq_lengths=LENGTHS, reverse=True, **kw)
+        return jnp.sum(ys.astype(jnp.float32) ** 2) + jnp.sum(carry.c.astype(jnp.float32)), ys
+
+    run = jax.jit(jax.value_and_grad(loss, argnums=(0, 1), has_aux=True), static_argnums=2)
+    jax.tree.map(np.testing.assert_array_equal, run(params, xs, True), run(params, xs, False))

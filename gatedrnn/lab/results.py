@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import glob
+import json
 import math
 import os
 import runpy
@@ -204,7 +205,8 @@ def _load_default(path: str, arg: str | None) -> dict[str, Any] | None:
         sys.path.append(root)
     try:
         get_config = runpy.run_path(path)["get_config"]
-        return (get_config(arg) if arg is not None else get_config()).to_dict()
+        config = get_config(arg) if arg is not None else get_config()
+        return json.loads(json.dumps(config.to_dict()))  # as config.json holds it: tuples as lists
     finally:
         if added:
             sys.path.remove(root)
@@ -213,6 +215,9 @@ def _load_default(path: str, arg: str | None) -> dict[str, Any] | None:
 def config_files(configs_dir: str = "configs") -> list[str]:
     """The task config files of a configs directory (common.py, what they share, left out)."""
     return sorted(p for p in glob.glob(os.path.join(configs_dir, "*.py")) if os.path.basename(p) != "common.py")
+
+
+_MISSING = object()
 
 
 def nearest_config_file(config: dict[str, Any], configs_dir: str = "configs") -> str | None:
@@ -231,8 +236,6 @@ def nearest_config_file(config: dict[str, Any], configs_dir: str = "configs") ->
     return None if best is None else best[1]
 
 
-_MISSING = object()
-
 
 def run_config_file(summary: RunSummary, configs_dir: str = "configs") -> tuple[str, str] | None:
     """(as the command names it, the file to read its defaults from) for the config file of a run:
@@ -240,10 +243,10 @@ def run_config_file(summary: RunSummary, configs_dir: str = "configs") -> tuple[
     `nearest_config_file`; None when neither names one."""
     if summary.config_file:
         path, arg = _split_argument(summary.config_file)
-        if os.path.basename(os.path.dirname(os.path.abspath(path))) == "configs":
-            shown = f"configs/{os.path.basename(path)}" + (f":{arg}" if arg is not None else "")
-            return shown, os.path.join(configs_dir, os.path.basename(path)) + (f":{arg}" if arg is not None else "")
-        return summary.config_file, summary.config_file
+        if os.path.basename(os.path.dirname(os.path.abspath(path))) != "configs":
+            return summary.config_file, summary.config_file
+        name, suffix = os.path.basename(path), "" if arg is None else f":{arg}"
+        return f"configs/{name}{suffix}", os.path.join(configs_dir, name) + suffix
     path = nearest_config_file(summary.config, configs_dir)
     return None if path is None else (f"configs/{os.path.basename(path)}", path)
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from gatedrnn.cells import GRU, LSTM, ElmanRNN
 from gatedrnn.nn.layers import RNN, Bidirectional, Stack
+from gatedrnn.nn.params import param_values
 
 _GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
 
@@ -154,7 +155,7 @@ def to_torch(layer):
     with torch.no_grad():
         for k, dirs in enumerate(directions):
             for rnn, suffix in zip(dirs, ("", "_reverse")):
-                p = {name: np.asarray(v[...], dtype=np.float32) for name, v in rnn.params.items()}
+                p = {name: np.asarray(a, dtype=np.float32) for name, a in param_values(rnn.params).items()}
                 tensors = {
                     "weight_ih": p["w"].reshape(p["w"].shape[0], g * h).T,
                     "weight_hh": p["r"].reshape(p["r"].shape[0], g * h).T,

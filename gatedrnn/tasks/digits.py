@@ -20,7 +20,7 @@ import numpy as np
 from gatedrnn import losses
 from gatedrnn.tasks.base import Task
 from gatedrnn.tasks.data import epoch_indices, eval_indices, package_file
-from gatedrnn.validation import check_choice
+from gatedrnn.validation import ConfigError, check_choice
 
 ORDERS = ("pixel", "permuted", "rows")
 SPLIT_SEED = 20160  # fixes the train/test split; never changes
@@ -73,6 +73,9 @@ class SequentialDigitsTask(Task):
 
     def __post_init__(self):
         check_choice("data.order", self.order, ORDERS)
+        seed = self.permutation_seed
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ConfigError(f"data.permutation_seed must be a non-negative integer, got {seed!r}")
         mnist_split()  # loads (once) here, so that a missing package fails before the run starts
 
     @classmethod

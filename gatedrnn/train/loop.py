@@ -263,6 +263,9 @@ def _check_divisible(config: ml_collections.ConfigDict) -> None:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     """Trains (or resumes) the run the config describes in `workdir`; returns the last record.
 
+    When the run finishes, the task's `final_report` writes report.txt and final_metrics.json;
+    a run stopped by SIGTERM saves a checkpoint and skips it (the rerun that finishes writes it).
+
     Raises ConfigError (bad config, or a workdir written by an incompatible config; the
     workdir is then left untouched) and NonFiniteLossError (the last good checkpoint stays).
     """

@@ -9,7 +9,7 @@ A workdir of `train_and_evaluate` holds config.json (the resolved config), check
 metrics.jsonl; `experiments.train` adds config_file.txt, the `--config` it was started with
 (e.g. `configs/mnist_pixel.py` or `configs/adding.py:smoke`), which `read_config_file` returns.
 This module is the one door to those files for the lab (studies, results tables): it builds on
-the loop's public functions (`make_experiment`, `init_state`) and the checkpointer.
+the loop's public functions (`make_experiment`, `init_state`, `abstract_state`) and the checkpointer.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from flax import nnx
 from gatedrnn.tasks.registry import Task
 from gatedrnn.train import distributed
 from gatedrnn.train.checkpoint import Checkpointer
-from gatedrnn.train.loop import Experiment, init_state, make_experiment
+from gatedrnn.train.loop import Experiment, abstract_state, init_state, make_experiment
 
 CONFIG_JSON = "config.json"  # written by train_and_evaluate
 CONFIG_FILE = "config_file.txt"  # written by experiments.train (record_config_file)
@@ -96,8 +96,7 @@ def load_run(workdir: str | None = None, *, config: ml_collections.ConfigDict | 
     if not os.path.isdir(directory):  # checked first: the checkpointer would create it
         raise FileNotFoundError(f"no checkpoint in {directory}: train the run first")
     repl = distributed.replicated(distributed.make_mesh())
-    abstract = jax.eval_shape(lambda: init_state(exp))
-    abstract = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=repl), abstract)
+    abstract = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=repl), abstract_state(exp))
     ckpt = Checkpointer(directory, keep=1, keep_best=0)
     try:
         step, state = ckpt.restore_newest(abstract.as_dict(), report=lambda message: None)

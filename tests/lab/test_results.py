@@ -178,12 +178,12 @@ def test_the_recorded_config_file_and_its_argument_win(tmp_path):
 def test_experiments_train_records_its_config_file(tmp_path):
     workdir = tmp_path / "run"
     result = subprocess.run([sys.executable, "-m", "experiments.train", "--config=configs/adding.py:smoke",
-                             f"--workdir={workdir}", "--config.train.num_steps=3"],
+                             f"--workdir={workdir}", "--config.train.seed=1"],
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert read_config_file(str(workdir)) == "configs/adding.py:smoke"
     assert run_command(summarize_run(str(workdir)), "/w", CONFIGS) == (
-        "python -m experiments.train --config=configs/adding.py:smoke --workdir=/w --config.train.num_steps=3")
+        "python -m experiments.train --config=configs/adding.py:smoke --workdir=/w --config.train.seed=1")
 
 
 # ------------------------------------------------------------------------------ the results suite's rows

