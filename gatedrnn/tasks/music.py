@@ -273,9 +273,10 @@ def chorale_splits(steps_per_quarter: int, transpose: str, max_chorales: int, se
 def independent_bernoulli_nll(freq: jax.Array, targets: jax.Array, mask: jax.Array) -> jax.Array:
     """[sum, count] of -sum_p (y log f_p + (1 - y) log(1 - f_p)) over valid steps: a model with fixed
     pitch probabilities f [p] and no context. targets [b, t, p]; mask [b, t]."""
-    y, w = targets.astype(jnp.float32), mask.astype(jnp.float32)
+    valid = mask > 0
+    y = jnp.where(valid[..., None], targets.astype(jnp.float32), 0.0)  # padding never reaches arithmetic
     nll = -(jnp.einsum("btp,p->bt", y, jnp.log(freq)) + jnp.einsum("btp,p->bt", 1.0 - y, jnp.log1p(-freq)))
-    return losses.pair(jnp.sum(nll * w), jnp.sum(w))
+    return losses.pair(jnp.sum(jnp.where(valid, nll, 0.0)), jnp.sum(valid))
 
 
 # ----------------------------------------------------------------------------- the task

@@ -323,8 +323,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 if stop:
                     run.ckpt.wait()
                     bar.close()
+                    skipped = (" (the final report is skipped: it runs when the run finishes)"
+                               if type(exp.task).final_report is not Task.final_report else "")
                     _log(f"received SIGTERM: saved a checkpoint at step {done} in {run.ckpt.directory}; "
-                         "rerun the same command to resume (the final report is skipped: it runs when the run finishes)")
+                         f"rerun the same command to resume{skipped}")
                     preempted = True
                     break
             run.check_finite(state)

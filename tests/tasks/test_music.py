@@ -108,6 +108,9 @@ def test_independent_bernoulli_baseline_against_numpy():
                                                            jnp.asarray(mask)))
     per_step = -(targets * np.log(freq) + (1 - targets) * np.log(1 - freq)).sum(-1)
     np.testing.assert_allclose([total, count], [(per_step * mask).sum(), 8], rtol=1e-5)
+    garbage = np.where(mask[..., None] > 0, targets, np.nan).astype(np.float32)  # NaN in the padded frames
+    again = tm.independent_bernoulli_nll(jnp.asarray(freq, jnp.float32), jnp.asarray(garbage), jnp.asarray(mask))
+    np.testing.assert_array_equal(np.asarray(again), [total, count])
 
 
 def test_split_is_disjoint_deterministic_and_60_20_20():
