@@ -50,7 +50,7 @@ def test_check_grads_every_cell(name, vjp):
 
     with jax.enable_x64():
         params64 = jax.tree.map(lambda a: a.astype(jnp.float64), params)
-        check_grads(loss, (params64, x.astype(jnp.float64)), order=1, modes=["rev"] if vjp == "fused" else ["fwd", "rev"], atol=1e-4, rtol=1e-4)
+        check_grads(jax.jit(loss), (params64, x.astype(jnp.float64)), order=1, modes=["rev"] if vjp == "fused" else ["fwd", "rev"], atol=1e-4, rtol=1e-4)
 
 
 # the dtype plumbing is the engine's: the analytic LSTM and GRU backwards, and the replayed one

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from gatedrnn import GRU, LSTM, RNN, Bidirectional, Stack, build_rnn, scan_cell
+from gatedrnn import GRU, LSTM, RNN, Bidirectional, ScanOptions, Stack, build_rnn, scan_cell
 from gatedrnn.nn.layers import MERGES
 from gatedrnn.nn.params import param_values
 
@@ -74,10 +74,28 @@ def test_initial_carry_flows_to_each_layer():
 
 
 def test_bfloat16_layer_keeps_float32_params():
-    rnn = build_rnn("lstm", 4, 5, num_layers=2, dtype=jnp.bfloat16, rngs=nnx.Rngs(0))
-    out, _ = rnn(X)
-    assert out.dtype == jnp.bfloat16
-    assert all(v.dtype == jnp.float32 for v in jax.tree.leaves(nnx.state(rnn, nnx.Param)))
+    for rnn in (build_rnn("lstm", 4, 5, num_layers=2, scan=ScanOptions(dtype="bfloat16"), rngs=nnx.Rngs(0)),
+                build_rnn("lstm", 4, 5, num_layers=2, dtype=jnp.bfloat16, rngs=nnx.Rngs(0))):  # the old keyword
+        out, _ = rnn(X)
+        assert out.dtype == jnp.bfloat16
+        assert all(v.dtype == jnp.float32 for v in jax.tree.leaves(nnx.state(rnn, nnx.Param)))
+
+
+def test_scan_options_reach_every_layer_and_direction_and_the_engine():
+    options = ScanOptions(vjp="replay", remat=True, unroll=2, projection_chunk=None)
+    rnn = build_rnn("gru", 4, 5, num_layers=2, bidirectional=True, scan=options, rngs=nnx.Rngs(0))
+    rnns = [r for layer in rnn.layers for r in (layer.forward, layer.backward)]
+    assert [r.scan for r in rnns] == [options] * 4
+    # keywords named like ScanOptions fields override them; the rest are the cell's options
+    rnn = build_rnn("lstm", 4, 5, scan=options, remat=False, dtype="bfloat16", proj_size=3, rngs=nnx.Rngs(0))
+    assert rnn.layers[0].scan == ScanOptions(vjp="replay", unroll=2, projection_chunk=None, dtype=jnp.bfloat16)
+    assert rnn.layers[0].cell.proj_size == 3
+    layer = RNN(GRU(4, 5), rngs=nnx.Rngs(0), scan=options, unroll=3)
+    assert layer.scan == ScanOptions(vjp="replay", remat=True, unroll=3, projection_chunk=None)
+    want = scan_cell(layer.cell, param_values(layer.params), X, seq_lengths=LENGTHS, options=layer.scan)
+    jax.tree.map(np.testing.assert_array_equal, layer(X, seq_lengths=LENGTHS), want)
+    with pytest.raises(ValueError, match=r"^ScanOptions.vjp='fast' is not valid"):
+        build_rnn("gru", 4, 5, vjp="fast", rngs=nnx.Rngs(0))
 
 
 def test_nnx_jit_and_grad_through_a_stack():

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from gatedrnn import RNN, build_rnn, make_cell, scan_cell
+from gatedrnn import RNN, ScanOptions, build_rnn, make_cell, scan_cell
 from gatedrnn.cells import LSTMCarry
 from gatedrnn.nn.lm import LanguageModel
 from gatedrnn.nn.params import param_values
@@ -107,6 +107,21 @@ def test_fused_vjp_equals_autodiff_through_the_wrapper(cell):
     grad = jax.jit(jax.grad(loss, argnums=(0, 1)), static_argnums=2)
     fused, plain = grad(params, x, "fused"), grad(params, x, "autodiff")
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), fused, plain)
+
+
+def test_the_layers_scan_options_reach_the_wrapper():
+    options = ScanOptions(dtype="bfloat16", remat=2, vjp="replay")
+    layer = _layer("lstm", scan=options)
+    reg = RegularizedRNN(layer, rngs=nnx.Rngs(dropout=1), recurrent_dropout=0.3, zoneout=0.2)
+    x = jax.random.normal(jax.random.key(1), (2, 5, 3))
+    masks = reg.draw_masks(2, 5)
+    ys, carry = apply_jit(reg, x, masks, jnp.array([5, 3]))
+    assert ys.dtype == jnp.bfloat16 and all(c.dtype == jnp.bfloat16 for c in jax.tree.leaves(carry))
+    params = {"cell": param_values(layer.params), "recurrent_mask": masks.recurrent}
+    want = scan_cell(reg.cell, params, jnp.concatenate([x, masks.zoneout], axis=-1), seq_lengths=jnp.array([5, 3]),
+                     options=options)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b, np.float32),
+                                                         atol=1e-2), (ys, carry), want)
 
 
 def test_zero_rates_and_eval_dropout_are_the_plain_layer():

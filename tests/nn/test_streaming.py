@@ -11,7 +11,7 @@ from flax import nnx
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gatedrnn import build_rnn, scan_cell
+from gatedrnn import ScanOptions, build_rnn, scan_cell
 from gatedrnn.nn.lm import LanguageModel
 from gatedrnn.nn.params import param_values
 from gatedrnn.nn.streaming import ResettingCell, StatefulRNN, split_chunks, stream, tbptt_train
@@ -113,6 +113,21 @@ def test_per_step_resets_gradients_fused_equals_autodiff():
     grad = jax.jit(jax.grad(loss, argnums=(0, 1)), static_argnums=2)
     fused, plain = grad(params, x, "fused"), grad(params, x, "autodiff")
     _assert_tree_close(fused, plain)
+
+
+def test_the_layers_scan_options_reach_the_streaming_engine():
+    """With resets the stream runs its own scan_cell (a wrapped cell): the layer's ScanOptions go with it."""
+    options = ScanOptions(dtype="bfloat16", remat=2, vjp="replay")
+    layer = build_rnn("gru", 3, 4, scan=options, rngs=nnx.Rngs(0)).layers[0]
+    x = jax.random.normal(jax.random.key(1), (2, 5, 3))
+    resets = jnp.zeros((2, 5), bool).at[0, 2].set(True)
+    y, carry = stream_jit(layer, x, resets=resets)
+    assert y.dtype == jnp.bfloat16 and carry.dtype == jnp.bfloat16
+    flags = resets.astype(x.dtype)[:, :, None]
+    want = scan_cell(ResettingCell.wrap(layer.cell), param_values(layer.params), jnp.concatenate([x, flags], axis=-1),
+                     options=options)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b, np.float32),
+                                                         atol=1e-2), (y, carry), want)
 
 
 def test_short_last_chunk_keeps_the_last_valid_carry():
