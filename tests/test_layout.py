@@ -8,6 +8,7 @@ are pure JAX: no Flax below `nn`.
 """
 
 import ast
+import importlib
 import os
 
 import pytest
@@ -89,3 +90,23 @@ def test_the_check_sees_an_upward_import(tmp_path):
     path.write_text("from gatedrnn.train.loop import train_and_evaluate\nfrom gatedrnn import losses, scan_cell\n")
     assert [t for _, t in imports(str(path))] == ["gatedrnn.train.loop", "gatedrnn.losses", "gatedrnn"]
     assert LEVEL[floor_of("gatedrnn.train.loop")] > LEVEL[floor_of("gatedrnn.tasks.music")]
+
+
+@pytest.mark.parametrize("old, new, name", [
+    ("gatedrnn.layers", "gatedrnn.nn.layers", "build_rnn"),
+    ("gatedrnn.interop", "gatedrnn.nn.interop", "from_torch"),
+    ("gatedrnn.attention", "gatedrnn.nn.attention", "make_attention"),
+    ("gatedrnn.heads", "gatedrnn.nn.heads", "SequenceClassifier"),
+    ("gatedrnn.encoder", "gatedrnn.nn.encoder", "sequence_mask"),
+    ("gatedrnn.seq2seq", "gatedrnn.nn.seq2seq", "Seq2Seq"),
+    ("gatedrnn.ctc", "gatedrnn.nn.ctc", "ctc_loss"),
+    ("gatedrnn.lm", "gatedrnn.nn.lm", "LanguageModel"),
+    ("gatedrnn.streaming", "gatedrnn.nn.streaming", "StatefulRNN"),
+    ("gatedrnn.regularization", "gatedrnn.nn.regularization", "param_values"),
+    ("gatedrnn.studies", "gatedrnn.lab.studies", "input_gradient_norms"),
+    ("gatedrnn.results", "gatedrnn.lab.results", "summarize_run"),
+    ("gatedrnn.runtime", "gatedrnn.lab.runtime", "malloc_env"),
+])
+def test_old_import_paths_are_aliases_of_the_new_homes(old, new, name):
+    old_module, new_module = importlib.import_module(old), importlib.import_module(new)
+    assert getattr(old_module, name) is getattr(new_module, name)

@@ -12,7 +12,7 @@ from gatedrnn import GRU, LSTM, ScanOptions, flip_sequences, scan_cell
 from gatedrnn.scan import with_overrides
 from gatedrnn.validation import ConfigError
 
-from zoo import ZOO
+from zoo import FAST, ZOO, slow_unless
 
 LENGTHS = jnp.array([7, 3, 0, 5])
 
@@ -39,7 +39,7 @@ def _python_loop(cell, params, xs, lengths, reverse=False):
     return ys, jax.tree.map(lambda *c: jnp.concatenate(c), *carries)
 
 
-@pytest.mark.parametrize("name", ["lstm_peephole", "gru", "mgu", "lstm_proj"])
+@pytest.mark.parametrize("name", slow_unless(["lstm_peephole", "gru", "mgu", "lstm_proj"], ("gru", "lstm_proj")))
 @pytest.mark.parametrize("reverse", [False, True])
 def test_scan_equals_python_loop_of_steps(name, reverse):
     cell, params, xs = _setup(name)
@@ -66,6 +66,7 @@ def test_jit_equals_eager():
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), eager, jitted)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("remat", [True, "sqrt", 2, 3, 7, 10])
 def test_remat_equals_plain_scan_in_values_and_grads(remat):
     cell, params, xs = _setup("lstm")
@@ -88,6 +89,7 @@ def test_remat_without_lengths_masks_the_padded_tail():
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), chunked, plain)
 
 
+@pytest.mark.slow
 def test_remat_memory_grows_sublinearly():
     cell = LSTM(8, 32)
     params = cell.init(jax.random.key(0))
@@ -156,7 +158,7 @@ FUSED = [(name, "fused") for name in sorted(ZOO)] + [
 ]
 
 
-@pytest.mark.parametrize("name, vjp", FUSED)
+@pytest.mark.parametrize("name, vjp", slow_unless(FUSED, lambda p: p[0] in FAST))
 def test_fused_vjp_equals_autodiff_in_values_and_gradients(name, vjp):
     """"fused" is the cell's analytic backward where it has one; "replay" the generic one."""
     cell, _ = ZOO[name]
@@ -175,6 +177,7 @@ def test_fused_vjp_equals_autodiff_in_values_and_gradients(name, vjp):
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=2e-5, rtol=1e-5), got, want)
 
 
+@pytest.mark.slow
 def test_fused_vjp_composes_with_remat_and_bfloat16():
     cell, params, xs = _setup("lstm_proj", time=9)
 
@@ -216,6 +219,7 @@ def test_fused_vjp_dispatches_to_the_cells_analytic_backward(vjp, used):
         grad()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["lstm", "gru"])
 def test_analytic_backward_composes_with_remat_chunks_and_bfloat16(name):
     cell, params, xs = _setup(name, time=9)
@@ -241,7 +245,7 @@ def test_bad_vjp_is_named():
         scan_cell(cell, params, xs, vjp="fast")
 
 
-@pytest.mark.parametrize("chunk", [None, 1, 3, 32])
+@pytest.mark.parametrize("chunk", slow_unless([None, 1, 3, 32], (3,)))
 @pytest.mark.parametrize("vjp", ["fused", "autodiff"])
 def test_projection_chunks_do_not_change_values_or_gradients(chunk, vjp):
     cell, params, xs = _setup("lstm_peephole", time=7)

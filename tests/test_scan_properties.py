@@ -5,6 +5,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -41,6 +42,7 @@ def _inputs(cell, seed, lengths, pad_value):
     return x
 
 
+@pytest.mark.slow
 @given(batches)
 def test_padded_batch_equals_each_sequence_alone(case):
     name, reverse, lengths, seed, _ = case

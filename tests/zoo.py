@@ -1,5 +1,7 @@
 """Every cell configuration the tests sweep, each with its NumPy reference."""
 
+import pytest
+
 from gatedrnn import GRU, LSTM, MGU, UGRNN, ElmanRNN, MinGRU
 
 import numpy_reference as ref
@@ -29,3 +31,16 @@ ZOO = {
 }
 
 NAMES = sorted(ZOO)
+
+FAST = ("lstm", "gru", "mgu", "lstm_everything")  # what `pytest -m "not slow"` sweeps; CI sweeps every cell
+
+
+def slow_unless(params, keep):
+    """`params` for `parametrize`, every one that `keep` rejects under the `slow` marker.
+
+    keep: a predicate or a collection of the params to keep fast. A tuple param stays a tuple of
+    arguments, so test ids are unchanged.
+    """
+    fast = keep if callable(keep) else (lambda p: p in keep)
+    return [p if fast(p) else pytest.param(*(p if isinstance(p, tuple) else (p,)), marks=pytest.mark.slow)
+            for p in params]

@@ -83,6 +83,7 @@ def test_agreement_check_raises_on_different_outputs():
         bm.check_agreement(ref, [wrong_grad])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_flax_params_give_our_layers_outputs(cell):
     """The ours -> linen mapping against the layer it maps: a 2-layer bidirectional Flax RNN with

@@ -83,6 +83,7 @@ def test_without_recurrence_only_the_last_step_has_a_gradient():
 # ------------------------------------------------------------------------------ gates
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["V", "NP", "CIFG", "NFG", "NIG", "NOG", "NIAF", "NOAF"])
 def test_lstm_gates_rebuild_the_cells_own_states(variant):
     cell = LSTM(input_size=3, hidden_size=4, **studies.GREFF_VARIANTS[variant])

@@ -45,6 +45,7 @@ def test_weights_sum_to_one_and_are_exactly_zero_on_padding(kind):
     assert np.all(w[m] > 0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", KINDS)
 def test_padding_content_never_matters(kind):
     """Garbage (even huge values) in padded key/value rows changes nothing."""

@@ -17,6 +17,7 @@ from gatedrnn.nn.heads import POOLING_CHOICES, AttentionPool, Pool, SequenceClas
 from arch_training import fit
 
 
+@pytest.mark.slow
 @settings(max_examples=8)
 @given(st.lists(st.integers(1, 7), min_size=1, max_size=4), st.sampled_from(POOLING_CHOICES), st.integers(0, 99))
 def test_pooling_padded_batch_equals_unpadded(lengths, kind, seed):

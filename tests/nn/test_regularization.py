@@ -91,6 +91,7 @@ def test_matches_step_by_step_reference(cell, mode):
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), carry, want_carry)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_fused_vjp_equals_autodiff_through_the_wrapper(cell):
     """The engine's fused VJP replays steps through the `matmul` hook; the wrapper's masks must survive it."""

@@ -35,6 +35,7 @@ def _src(batch=3, time=5, vocab=6, seed=1):
     return src, lengths
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("attention", ["additive", "dot", "multihead"])
 def test_parallel_teacher_forcing_equals_stepwise(attention):
     model = _model(attention, input_feeding=False)
@@ -61,6 +62,7 @@ def _teacher_forced_scores(model, src, lengths, tokens, alpha=0.0):
     return np.array(out), weights
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("style,input_feeding", [("luong", True), ("luong", False), ("bahdanau", True)])
 def test_beam_size_one_equals_greedy(style, input_feeding):
     model = _model("additive", input_feeding, sharpen=3.0, style=style, cell="lstm" if style == "bahdanau" else "gru")
@@ -80,6 +82,7 @@ def test_beam_size_one_equals_greedy(style, input_feeding):
         logp, g.tokens[..., None], -1)[..., 0], 0.0), axis=1), rtol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("alpha,style", [(0.0, "luong"), (1.0, "bahdanau")])
 def test_beam_search_is_exact_when_the_beam_covers_every_prefix(alpha, style):
     """Vocab {pad, bos, eos, a, b}; max_length 3 gives 15 hypotheses; beam 16 prunes nothing, so it
@@ -108,6 +111,7 @@ def test_beam_search_is_exact_when_the_beam_covers_every_prefix(alpha, style):
                   <= np.asarray(out.scores / length_penalty(out.lengths, alpha)) + 1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
 def test_beam_returns_the_chosen_hypothesis_weights(cell):
     model = _model("multihead", True, cell=cell, sharpen=3.0)

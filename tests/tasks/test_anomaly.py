@@ -128,6 +128,7 @@ def test_detection_with_persistence_against_a_direct_transcription():
     assert out["f1"] == pytest.approx(2 * tp / (2 * tp + fp + fn))
 
 
+@pytest.mark.slow
 @needs_data
 def test_final_report_writes_metrics_and_the_plot(tmp_path):
     task = AnomalyDetectionTask("mitdb", window=16, horizon=2)

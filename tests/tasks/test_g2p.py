@@ -158,6 +158,7 @@ def task_and_model():
     return c, task, task.build_model(c, nnx.Rngs(0))
 
 
+@pytest.mark.slow
 def test_task_apply_equals_seq2seq_called_directly(task_and_model):
     c, task, model = task_and_model
     assert model.encoder.output_size == 2 * c.model.hidden_size  # bidirectional, from the config

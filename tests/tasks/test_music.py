@@ -217,6 +217,7 @@ def test_written_midi_parses_back_to_the_same_notes(tmp_path):
     np.testing.assert_array_equal(tm.midi_to_roll(tm.write_midi(dense, 1, str(tmp_path / "d.mid")), 1), dense)
 
 
+@pytest.mark.slow
 def test_final_report_writes_midi_files_and_a_png(cache_home, tmp_path):
     task = smoke_task()
     model = SequenceModel(cell="lstm", input_size=88, hidden_size=8, output_size=88, readout="all", rngs=nnx.Rngs(0))
@@ -233,6 +234,7 @@ def test_final_report_writes_midi_files_and_a_png(cache_home, tmp_path):
         assert not roll[len(back):].any()
 
 
+@pytest.mark.slow
 def test_sampled_rolls_follow_the_model_frame_by_frame():
     """The sampler against a reference that reruns the whole model on the frames so far (the all-zero
     start frame first) and draws frame t with jax.random.bernoulli(key_t, sigmoid(logits))."""

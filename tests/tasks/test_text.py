@@ -69,6 +69,7 @@ def test_samples_come_from_gatedrnn_lm_and_use_the_vocabulary(text_file):
     assert samples == sample_text(task, model, jax.random.key(0), prompt="To", num_chars=30, num_samples=3)
 
 
+@pytest.mark.slow
 def test_samples_follow_the_model_one_character_at_a_time(text_file):
     """The sampler against a reference that reruns the whole model on the growing text and draws
     each character with jax.random.categorical(key_t, logits / temperature)."""

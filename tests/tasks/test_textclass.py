@@ -120,6 +120,7 @@ def test_eval_scores_the_test_split_once_and_the_baseline_is_the_majority():
     assert out["accuracy"] == pytest.approx(102 / 444)  # all-zero logits: argmax is topic 0, business (102)
 
 
+@pytest.mark.slow
 @needs_data
 def test_padding_never_changes_a_prediction():
     """Articles cut to 5-20 words, encoded with the real vocabulary and padded to 24: each

@@ -59,6 +59,7 @@ def test_the_reader_agrees_with_sktimes_loader():
     np.testing.assert_allclose(d["train_x"][0, : len(first)], (first - mean) / std, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_a_batch_scores_each_utterance_as_if_it_were_alone():
     """The task passes seq_lengths, so padding never changes the model's output."""
     task = UEAClassificationTask("JapaneseVowels")

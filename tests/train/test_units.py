@@ -277,6 +277,7 @@ def test_ctc_metrics_match_pytorch():
     assert float(loss) == pytest.approx(want / lab_len.sum(), rel=1e-4)
 
 
+@pytest.mark.slow
 def test_ctc_metrics_padding_rows_and_padded_frames_count_nowhere():
     """Two real rows, then a padding row (no frames) with garbage labels: the sums are those of the
     two rows alone; NaN in padded frames changes neither the loss nor its (finite) gradient."""
