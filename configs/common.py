@@ -14,8 +14,6 @@ import ml_collections
 
 from gatedrnn.train.config import default_config, shrink_for_smoke_test
 
-ARGS = (None, "smoke")
-
 
 def finish(config: ml_collections.ConfigDict, arg: str | None, name: str,
            smoke: Callable[[ml_collections.ConfigDict], None] | None = None) -> ml_collections.ConfigDict:

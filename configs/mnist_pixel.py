@@ -7,7 +7,7 @@ A 64-unit LSTM stays at chance (loss ln 10) for 1,000 steps, then reaches eval a
 2 shared CPU cores (chance 0.1). Far from converged: 3,000 steps of 32 are 24 passes over
 only 4,000 digits.
 
-`--config=configs/mnist_pixel.py:smoke` is a 40-step run of a few seconds, for tests.
+`--config=configs/mnist_pixel.py:smoke` is a 10-step run of a few seconds, for tests.
 `--config.model.scan.remat=True` checkpoints the 784 steps every 28 (backward memory grows as
 sqrt(T), not T; more compute), for larger batches or hidden sizes.
 

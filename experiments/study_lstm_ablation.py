@@ -3,7 +3,7 @@ LSTM (with peepholes) and its one-change variants, on the adding problem, severa
 
   python -m experiments.study_lstm_ablation --out=/tmp/studies/ablation --seeds=0,1,2
 
-Variants (`gatedrnn.lab.studies.GREFF_VARIANTS`, passed as `model.cell_options`): V (vanilla, with
+Variants (`gatedrnn.lab.lstm_ablation.GREFF_VARIANTS`, passed as `model.cell_options`): V (vanilla, with
 peepholes), NP (no peepholes), CIFG (coupled input-forget gate), NFG / NIG / NOG (no forget /
 input / output gate), NIAF / NOAF (no input / output activation). One `train_and_evaluate`
 run per (variant, seed) into --out/<variant>_s<seed>; writes --out/lstm_ablation.png (final

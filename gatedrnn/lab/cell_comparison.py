@@ -16,9 +16,10 @@ from gatedrnn.lab.runs import shrink_for_quick_run, train_runs, with_overrides
 from gatedrnn.lab.tables import write_table
 
 
-def first_step_below(workdir: str, threshold: float) -> int | str:
-    """The first eval step whose loss is below `threshold`, or "-" when none is."""
-    for r in summarize_run(workdir).records:
+def first_step_below(records: Sequence[dict], threshold: float) -> int | str:
+    """The first eval step of a run's records (`RunSummary.records`) whose loss is below `threshold`,
+    or "-" when none is."""
+    for r in records:
         if r.get("eval_loss", float("inf")) < threshold:
             return r["step"]
     return "-"
@@ -40,7 +41,7 @@ def cell_comparison_study(config: ml_collections.ConfigDict, cells: Sequence[str
     for cell in cells:
         summaries = [summarize_run(workdirs[f"{cell}_T{t}"]) for t in seq_lens]
         rows.append([cell] + [s.eval_loss for s in summaries]
-                    + [first_step_below(workdirs[f"{cell}_T{t}"], solved_below) for t in seq_lens]
+                    + [first_step_below(s.records, solved_below) for s in summaries]
                     + [round(sum(s.train_time_s for s in summaries))])
     table = write_table(out, "cells", f"adding problem, {config.train.num_steps} steps, hidden "
                         f"{config.model.hidden_size}, lr {config.train.learning_rate}; final eval MSE "

@@ -236,7 +236,6 @@ def nearest_config_file(config: dict[str, Any], configs_dir: str = "configs") ->
     return None if best is None else best[1]
 
 
-
 def run_config_file(summary: RunSummary, configs_dir: str = "configs") -> tuple[str, str] | None:
     """(as the command names it, the file to read its defaults from) for the config file of a run:
     the recorded --config, shown as configs/<name> when it lies in a configs/ directory, or

@@ -9,6 +9,7 @@ from typing import Any, Callable, Mapping
 
 import ml_collections
 
+from gatedrnn.lab.results import read_manifests
 from gatedrnn.train import train_and_evaluate
 from gatedrnn.train.runs import Run, load_run
 
@@ -47,10 +48,7 @@ def train_runs(runs: Mapping[str, ml_collections.ConfigDict], out: str,
         train_and_evaluate(config, workdir)
         workdirs[name] = workdir
     manifest = os.path.join(out, "manifest.txt")
-    known = []
-    if os.path.exists(manifest):
-        with open(manifest) as f:
-            known = f.read().split()
+    known = read_manifests([manifest]) if os.path.exists(manifest) else []
     with open(manifest, "a") as f:
         f.writelines(w + "\n" for w in workdirs.values() if w not in known)
     return workdirs

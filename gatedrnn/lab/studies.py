@@ -1,4 +1,4 @@
-"""What the studies (`experiments/study_*.py`) and the notebooks import, in one namespace.
+"""What the notebooks import, in one namespace (the study scripts import from the modules below).
 
 The code lives in one module per job; this module re-exports it so that `gatedrnn.lab.studies.<name>`
 (and `gatedrnn.studies.<name>`) keep working:

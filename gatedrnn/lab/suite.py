@@ -82,7 +82,7 @@ def render(entries: Sequence[Entry], out: str, previous: str | None = None) -> s
         done = [w for w in (seed_workdir(out, e, s) for s in e.seeds) if is_finished(w)] if e.name in chosen else []
         if done:
             rows.append(suite_row(e, done))
-            commands.append((e.name, ["python -m " + shlex.join(e.command(f"{out}/{e.name}/seed{s}", s))
+            commands.append((e.name, ["python -m " + shlex.join(e.command(seed_workdir(out, e, s), s))
                                       for s in e.seeds]))
         elif e.name not in chosen and e.name in kept_rows:
             rows.append(kept_rows[e.name])

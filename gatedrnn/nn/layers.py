@@ -14,6 +14,7 @@ from flax import nnx
 
 from gatedrnn.cells import Cell, make_cell
 from gatedrnn.cells.base import Params
+from gatedrnn.losses import sequence_mask
 from gatedrnn.nn.params import param_values
 from gatedrnn.scan import SCAN_FIELDS, ScanOptions, scan_cell, with_overrides
 from gatedrnn.validation import check_choice, check_positive
@@ -156,9 +157,19 @@ class Stack(nnx.Module):
             if k > 0 and self.dropout is not None:
                 x = self.dropout(x)
             y, carry = layer(x, seq_lengths=seq_lengths, initial_carry=None if initial_carry is None else initial_carry[k])
-            x = x + y if self.residual and layer.input_size == layer.output_size else y
+            x = self.connect(layer, x, y, seq_lengths)
             carries.append(carry)
         return x, carries
+
+    def connect(self, layer, x: jax.Array, y: jax.Array, seq_lengths: jax.Array | None) -> jax.Array:
+        """What `layer` passes on: its outputs y, or x + y (residual, where sizes agree) with x's
+        padded steps zeroed, so the stack's outputs are exactly zero past each length like every
+        layer's and padded inputs (NaN, inf) reach no arithmetic. x, y [b, t, d]."""
+        if not (self.residual and layer.input_size == layer.output_size):
+            return y
+        if seq_lengths is not None:
+            x = jnp.where(sequence_mask(seq_lengths, *x.shape[:2])[..., None], x, 0)
+        return x + y
 
 
 def build_rnn(

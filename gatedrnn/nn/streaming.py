@@ -106,7 +106,7 @@ def stream(layer: RNN | Stack, chunk: jax.Array, carry: Any = None, *, reset: ja
         if k > 0 and layer.dropout is not None:
             x = layer.dropout(x)
         y, c = _run_with_resets(sub, x, carry[k], resets, seq_lengths)
-        x = x + y if layer.residual and sub.input_size == sub.output_size else y
+        x = layer.connect(sub, x, y, seq_lengths)
         carries.append(c)
     return x, carries
 

@@ -99,7 +99,7 @@ class CO2ForecastTask(Task):
             check_positive(f"data.{field}", getattr(self, field))
         if self.window < SEASON or self.horizon > SEASON:
             raise ConfigError(f"data.window must be >= {SEASON} and data.horizon <= {SEASON} (the seasonal-naive "
-                             f"baseline needs last year's values), got window={self.window} horizon={self.horizon}")
+                              f"baseline needs last year's values), got window={self.window} horizon={self.horizon}")
         if self.test_months < self.horizon or self.window + self.horizon > len(co2_monthly()) - self.test_months:
             raise ConfigError("data.test_months leaves no room for a training window and horizon")
 

@@ -170,7 +170,7 @@ class ParityTask(Task):
         check_choice("data.labels", self.labels, LABELS)
         if isinstance(self.eval_seq_len, bool) or not isinstance(self.eval_seq_len, int) or self.eval_seq_len < 0:
             raise ConfigError("data.eval_seq_len must be a non-negative integer (0: data.seq_len), "
-                             f"got {self.eval_seq_len!r}")
+                              f"got {self.eval_seq_len!r}")
 
     @classmethod
     def from_config(cls, config: ml_collections.ConfigDict) -> "ParityTask":

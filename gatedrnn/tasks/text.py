@@ -26,7 +26,7 @@ import numpy as np
 from gatedrnn import losses
 from gatedrnn.nn.lm import generate_tokens  # the one sampling loop
 from gatedrnn.tasks.base import Task
-from gatedrnn.tasks.data import TRAIN_STREAM, package_dir, stream_rng
+from gatedrnn.tasks.data import TRAIN_STREAM, eval_indices, package_dir, stream_rng
 from gatedrnn.validation import ConfigError, check_positive
 
 
@@ -130,12 +130,9 @@ class CharLMTask(Task):
 
     def eval_batch(self, seed: int, index: int, batch_size: int) -> dict[str, np.ndarray]:
         ids = self.corpus["eval"]
-        num_chunks = (len(ids) - 1) // self.seq_len
-        chunks = index * batch_size + np.arange(batch_size)
-        valid = chunks < num_chunks
-        starts = np.where(valid, chunks, 0) * self.seq_len
-        windows = ids[starts[:, None] + np.arange(self.seq_len + 1)]
-        mask = np.repeat(valid.astype(np.float32)[:, None], self.seq_len, axis=1)
+        chunks, valid = eval_indices(index, batch_size, (len(ids) - 1) // self.seq_len)
+        windows = ids[chunks[:, None] * self.seq_len + np.arange(self.seq_len + 1)]
+        mask = np.repeat(valid[:, None], self.seq_len, axis=1)
         return {"inputs": windows[:, :-1], "targets": windows[:, 1:], "mask": mask}
 
     def final_report(self, model, seed: int, workdir: str) -> tuple[str, dict[str, float]]:
@@ -146,7 +143,7 @@ class CharLMTask(Task):
     def metrics(self, outputs: jax.Array, batch: Mapping[str, jax.Array]) -> tuple[jax.Array, losses.Sums]:
         loss, sums = losses.language_model_metrics(outputs, batch["targets"], batch["mask"])
         unigram = jnp.asarray(self.corpus["unigram_nll"])[batch["targets"]] / jnp.float32(math.log(2.0))
-        sums["unigram_bits_per_char"] = jnp.stack([jnp.sum(unigram * batch["mask"]), jnp.sum(batch["mask"])])
+        sums["unigram_bits_per_char"] = losses.pair(jnp.sum(unigram * batch["mask"]), jnp.sum(batch["mask"]))
         return loss, sums
 
 

@@ -119,10 +119,13 @@ def init_state(exp: Experiment) -> TrainState:
     return _fresh_state(exp, nnx.to_pure_dict(nnx.split(model, nnx.Param, ...)[1]))
 
 
-def abstract_state(exp: Experiment) -> TrainState:
+def abstract_state(exp: Experiment, sharding: jax.sharding.Sharding | None = None) -> TrainState:
     """`init_state`'s shapes and dtypes (jax.ShapeDtypeStruct leaves), from the experiment's
-    abstract params: no model is built."""
-    return jax.eval_shape(lambda p: _fresh_state(exp, p), exp.abstract_params)
+    abstract params: no model is built. With `sharding` on every leaf: what a checkpoint restores into."""
+    abstract = jax.eval_shape(lambda p: _fresh_state(exp, p), exp.abstract_params)
+    if sharding is None:
+        return abstract
+    return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), abstract)
 
 
 def _fresh_state(exp: Experiment, params: Any) -> TrainState:
@@ -220,8 +223,7 @@ class _Run:
                              for i in range(c.eval.num_batches)]
 
     def restore_or_init(self) -> tuple[int, TrainState]:
-        abstract = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=self.repl),
-                                abstract_state(self.exp))
+        abstract = abstract_state(self.exp, self.repl)
         step, restored = self.ckpt.restore_newest(abstract.as_dict(), report=lambda m: _log(f"warning: {m}"))
         if restored is None:
             return 0, distributed.replicate(init_state(self.exp), self.repl)
@@ -263,8 +265,9 @@ def _check_divisible(config: ml_collections.ConfigDict) -> None:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     """Trains (or resumes) the run the config describes in `workdir`; returns the last record.
 
-    When the run finishes, the task's `final_report` writes report.txt and final_metrics.json;
-    a run stopped by SIGTERM saves a checkpoint and skips it (the rerun that finishes writes it).
+    When the run finishes, the loop writes the task's `final_report` (text, metrics) to report.txt
+    and final_metrics.json; a run stopped by SIGTERM saves a checkpoint and skips the report (the
+    rerun that finishes writes it).
 
     Raises ConfigError (bad config, or a workdir written by an incompatible config; the
     workdir is then left untouched) and NonFiniteLossError (the last good checkpoint stays).

@@ -24,7 +24,8 @@ def write_final_metrics(workdir: str, metrics: dict[str, float]) -> str:
 
 
 def read_final_metrics(workdir: str) -> dict[str, float]:
-    """<workdir>/final_metrics.json, or {} when the task wrote none."""
+    """<workdir>/final_metrics.json, or {} when there is none (the run has not finished, or its
+    task's `final_report` returned no metrics)."""
     path = os.path.join(workdir, FINAL_METRICS)
     if not os.path.exists(path):
         return {}

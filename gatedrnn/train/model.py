@@ -10,6 +10,7 @@ from flax import nnx
 
 from gatedrnn.nn.layers import build_rnn
 from gatedrnn.scan import ScanOptions
+from gatedrnn.validation import check_choice
 
 READOUTS = ("last", "all")
 
@@ -41,8 +42,7 @@ class SequenceModel(nnx.Module):
         scan: ScanOptions | None = None,
         cell_options: dict[str, Any] | None = None,
     ):
-        if readout not in READOUTS:
-            raise ValueError(f"readout={readout!r} is not valid; choose one of {list(READOUTS)}")
+        check_choice("readout", readout, READOUTS)
         self.readout, self.bidirectional = readout, bidirectional
         scan = ScanOptions() if scan is None else scan
         dtype = scan.dtype  # the compute dtype of the embedding and head too

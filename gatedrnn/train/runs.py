@@ -35,14 +35,20 @@ CHECKPOINTS = "checkpoints"  # the loop's checkpoint directory in a workdir
 
 @dataclasses.dataclass(frozen=True)
 class Run:
-    """A run's config and task, and params from its newest checkpoint (or its initialization)."""
+    """A run's experiment (its config and task), and params from its newest checkpoint (or its initialization)."""
 
-    config: ml_collections.ConfigDict
-    task: Task
+    experiment: Experiment = dataclasses.field(repr=False)
     params: Any  # pure dict of arrays: the model's nnx.Param state
     step: int  # the checkpoint's step; 0 for the initial params
     workdir: str | None
-    experiment: Experiment = dataclasses.field(repr=False)
+
+    @property
+    def config(self) -> ml_collections.ConfigDict:
+        return self.experiment.config
+
+    @property
+    def task(self) -> Task:
+        return self.experiment.task
 
     def model(self, params: Any = None, rng: jax.Array | None = None) -> nnx.Module:
         """The run's model in eval mode with `params` (default: the run's own); `rng` seeds the
@@ -91,12 +97,11 @@ def load_run(workdir: str | None = None, *, config: ml_collections.ConfigDict | 
         config = read_config(workdir)
     exp = make_experiment(config)
     if workdir is None:
-        return Run(config, exp.task, init_state(exp).params, 0, None, exp)
+        return Run(exp, init_state(exp).params, 0, None)
     directory = os.path.join(workdir, CHECKPOINTS)
     if not os.path.isdir(directory):  # checked first: the checkpointer would create it
         raise FileNotFoundError(f"no checkpoint in {directory}: train the run first")
-    repl = distributed.replicated(distributed.make_mesh())
-    abstract = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=repl), abstract_state(exp))
+    abstract = abstract_state(exp, distributed.replicated(distributed.make_mesh()))
     ckpt = Checkpointer(directory, keep=1, keep_best=0)
     try:
         step, state = ckpt.restore_newest(abstract.as_dict(), report=lambda message: None)
@@ -104,4 +109,4 @@ def load_run(workdir: str | None = None, *, config: ml_collections.ConfigDict | 
         ckpt.close()
     if state is None:
         raise FileNotFoundError(f"no checkpoint in {directory}: train the run first")
-    return Run(config, exp.task, state["params"], int(step), os.path.abspath(workdir), exp)
+    return Run(exp, state["params"], int(step), os.path.abspath(workdir))

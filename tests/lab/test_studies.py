@@ -23,7 +23,7 @@ from paths import REPO as ROOT
 
 
 def _adding_config(**overrides) -> ml_collections.ConfigDict:
-    """configs/adding.py:smoke, built here by the same defaults (configs/ is not a package)."""
+    """The adding problem at T=10, shrunk by `shrink_for_quick_run` (10 steps), with dotted overrides."""
     config = default_config()
     config.task = "adding"
     config.data.seq_len = 10

@@ -46,11 +46,31 @@ def test_stack_feeds_layers_in_turn_and_returns_every_carry():
 def test_stack_residual_adds_inputs_where_sizes_agree():
     rnn = build_rnn("gru", 4, 4, num_layers=2, residual=True, rngs=nnx.Rngs(0))
     plain = Stack(list(rnn.layers))
-    h = X
+    h, valid = X, (jnp.arange(X.shape[1])[None, :] < LENGTHS[:, None])[..., None]
     for layer in rnn.layers:
-        h = h + layer(h, seq_lengths=LENGTHS)[0]
-    np.testing.assert_allclose(rnn(X, seq_lengths=LENGTHS)[0], h, atol=1e-6)
+        h = jnp.where(valid, h, 0.0) + layer(h, seq_lengths=LENGTHS)[0]
+    out = rnn(X, seq_lengths=LENGTHS)[0]
+    np.testing.assert_allclose(out, h, atol=1e-6)
+    np.testing.assert_array_equal(jnp.where(valid, 0.0, out), 0.0)  # padding stays exactly zero
+    h1 = X + rnn.layers[0](X)[0]  # without lengths: plain x + layer(x)
+    np.testing.assert_allclose(rnn(X)[0], h1 + rnn.layers[1](h1)[0], atol=1e-6)
     assert not np.allclose(plain(X)[0], rnn(X)[0])
+
+
+def test_nan_in_the_padding_of_a_residual_stack_changes_no_gradient():
+    """Bug 6 above the engine: the residual connection must not carry padded inputs onwards."""
+    rnn = build_rnn("gru", 4, 4, num_layers=2, residual=True, rngs=nnx.Rngs(0))
+    head = nnx.Linear(4, 1, rngs=nnx.Rngs(1))
+    valid = (jnp.arange(X.shape[1])[None, :] < LENGTHS[:, None])[..., None]
+
+    def loss(w, x):
+        ys = rnn(x, seq_lengths=LENGTHS)[0] @ w
+        return jnp.sum(jnp.where(valid, ys, 0.0) ** 2)
+
+    w = head.kernel[...]
+    want = jax.grad(loss, argnums=(0, 1))(w, jnp.where(valid, X, 0.0))
+    got = jax.grad(loss, argnums=(0, 1))(w, jnp.where(valid, X, jnp.nan))
+    jax.tree.map(np.testing.assert_array_equal, got, want)
 
 
 def test_stack_dropout_is_between_layers_and_off_in_eval():

@@ -51,6 +51,6 @@ __all__ = [
     "OutputMismatch", "Settings", "Size", "bound_contestant", "build_configs", "check_agreement", "configure_layers",
     "contestant_name", "engine_vjp_variants", "flax_contestant", "flax_params", "jax_compile", "jax_contestant",
     "layer_apply", "machine_info", "memory_stats", "ours_contestant", "ours_stack", "remat_report", "remat_table",
-    "report_markdown", "run_benchmark", "run_config", "settings_from_flags", "speed_table", "time_interleaved", "torch_contestant",
-    "torch_module",
+    "report_markdown", "run_benchmark", "run_config", "settings_from_flags", "speed_table", "time_interleaved",
+    "torch_contestant", "torch_module",
 ]

@@ -16,6 +16,7 @@ import jax
 import numpy as np
 
 from gatedrnn.lab.benchmark.contestants import contestant_name, engine_vjp_variants
+from gatedrnn.lab.benchmark.sizes import Size
 from gatedrnn.lab.tables import markdown_table
 
 # ----------------------------------------------------------------------------- the machine
@@ -85,10 +86,6 @@ def _fmt(value: float | None, spec: str, failed: bool) -> str:
     return spec.format(value) if value is not None else "err" if failed else "-"
 
 
-def _size_str(size: dict) -> str:
-    return f"B{size['batch']} T{size['time']} I{size['input_size']} H{size['hidden_size']}"
-
-
 def speed_table(results: list[dict], vjps: tuple[str | None, ...]) -> str:
     """One row per config (`run_config` results); "ours" columns hold one value per VJP variant."""
     ours = [contestant_name(v) for v in vjps]
@@ -104,7 +101,7 @@ def speed_table(results: list[dict], vjps: tuple[str | None, ...]) -> str:
         ratio, frac, cs, errors = r["ratio_to_torch"], r["fraction_of_bound"], r["contestants"], r["errors"]
         ratio_of = lambda mode, n: _fmt(ratio[mode].get(n), "{:.2f}x", n in errors)  # noqa: E731
         rows.append([
-            f"{r['name']} ({_size_str(r['size'])})",
+            f"{r['name']} ({Size(**r['size'])})",
             f"{cs['torch']['train']['tokens_per_s']:,.0f}",
             join([ratio_of("train", n) for n in ours]),
             ratio_of("train", "flax"),
