@@ -23,10 +23,13 @@ def check_positive(field: str, value: Any, *, integer: bool = True) -> None:
         raise ConfigError(f"{field} must be {kind}, got {value!r}")
 
 
-def check_non_negative(field: str, value: Any) -> None:
-    """`value` must be a number >= 0 (not a bool)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ConfigError(f"{field} must be a non-negative number, got {value!r}")
+def check_non_negative(field: str, value: Any, *, integer: bool = False, note: str = "") -> None:
+    """`value` must be a number >= 0 (with integer=True an int >= 0); bools are not. `note` is put
+    after the kind in the message, e.g. " (0: data.seq_len)"."""
+    kind = "a non-negative integer" if integer else "a non-negative number"
+    ok = (isinstance(value, int) if integer else isinstance(value, (int, float))) and not isinstance(value, bool)
+    if not ok or value < 0:
+        raise ConfigError(f"{field} must be {kind}{note}, got {value!r}")
 
 
 def check_choice(field: str, value: Any, valid: Iterable[Any]) -> None:

@@ -20,7 +20,7 @@ import numpy as np
 from gatedrnn import losses
 from gatedrnn.tasks.base import Task
 from gatedrnn.tasks.data import epoch_indices, eval_indices, package_file
-from gatedrnn.validation import ConfigError, check_choice
+from gatedrnn.validation import check_choice, check_non_negative
 
 ORDERS = ("pixel", "permuted", "rows")
 SPLIT_SEED = 20160  # fixes the train/test split; never changes
@@ -73,9 +73,7 @@ class SequentialDigitsTask(Task):
 
     def __post_init__(self):
         check_choice("data.order", self.order, ORDERS)
-        seed = self.permutation_seed
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ConfigError(f"data.permutation_seed must be a non-negative integer, got {seed!r}")
+        check_non_negative("data.permutation_seed", self.permutation_seed, integer=True)
         mnist_split()  # loads (once) here, so that a missing package fails before the run starts
 
     @classmethod

@@ -250,9 +250,7 @@ class G2PTask(Task):
         check_positive("data.beam_size", self.beam_size)
         check_non_negative("data.beam_alpha", self.beam_alpha)
         for field in ("max_words", "report_words", "heatmaps"):
-            value = getattr(self, field)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ConfigError(f"data.{field} must be a non-negative integer, got {value!r}")
+            check_non_negative(f"data.{field}", getattr(self, field), integer=True)
 
     @classmethod
     def from_config(cls, config: ml_collections.ConfigDict) -> "G2PTask":

@@ -19,7 +19,7 @@ import numpy as np
 from gatedrnn import losses
 from gatedrnn.tasks.base import Batch, Task
 from gatedrnn.tasks.data import EVAL_STREAM, TRAIN_STREAM, stream_rng
-from gatedrnn.validation import ConfigError, check_choice, check_positive
+from gatedrnn.validation import ConfigError, check_choice, check_non_negative, check_positive
 
 
 def _constant_pair(value: float, count: jax.Array) -> jax.Array:
@@ -168,9 +168,7 @@ class ParityTask(Task):
     def __post_init__(self):
         check_positive("data.seq_len", self.seq_len)
         check_choice("data.labels", self.labels, LABELS)
-        if isinstance(self.eval_seq_len, bool) or not isinstance(self.eval_seq_len, int) or self.eval_seq_len < 0:
-            raise ConfigError("data.eval_seq_len must be a non-negative integer (0: data.seq_len), "
-                              f"got {self.eval_seq_len!r}")
+        check_non_negative("data.eval_seq_len", self.eval_seq_len, integer=True, note=" (0: data.seq_len)")
 
     @classmethod
     def from_config(cls, config: ml_collections.ConfigDict) -> "ParityTask":

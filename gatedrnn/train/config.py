@@ -133,8 +133,7 @@ def validate(config: ml_collections.ConfigDict, *, cells: Iterable[str], tasks: 
                   "checkpoint.every_steps", "checkpoint.keep"):
         check_positive(field, get_field(config, field))
     check_positive("train.learning_rate", config.train.learning_rate, integer=False)
-    if isinstance(config.train.seed, bool) or not isinstance(config.train.seed, int) or config.train.seed < 0:
-        raise ConfigError(f"train.seed must be a non-negative integer, got {config.train.seed!r}")
+    check_non_negative("train.seed", config.train.seed, integer=True)
     if not 0.0 <= config.model.dropout < 1.0:
         raise ConfigError(f"model.dropout must lie in [0, 1), got {config.model.dropout!r}")
     check_choice("model.scan.dtype", config.model.scan.dtype, DTYPES)
