@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from gatedrnn.nn.heads import last_pool
 from gatedrnn.nn.layers import build_rnn
 from gatedrnn.scan import ScanOptions
 from gatedrnn.validation import check_choice
@@ -56,11 +57,7 @@ class SequenceModel(nnx.Module):
         x = self.embed(inputs) if self.embed is not None else inputs
         ys, _ = self.rnn(x, seq_lengths=seq_lengths)
         if self.readout == "last":
-            if seq_lengths is None:
-                ys = ys[:, -1]
-            else:
-                idx = jnp.maximum(seq_lengths.astype(jnp.int32) - 1, 0)
-                ys = jnp.take_along_axis(ys, idx[:, None, None], axis=1)[:, 0]
+            ys = last_pool(ys, seq_lengths)
         return self.head(ys).astype(jnp.float32)
 
     def prefill(self, prompt: jax.Array, carry: Any = None) -> tuple[jax.Array, Any]:
