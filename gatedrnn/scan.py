@@ -176,8 +176,8 @@ def _remat_chunk(remat: bool | int, time: int) -> int:
     return max(1, math.isqrt(max(time - 1, 0)) + 1) if remat is True else remat
 
 
-def _where(mask: jax.Array, new: Any, old: Any) -> Any:
-    """Per-example select over pytrees: mask [batch] picks new, else old."""
+def select(mask: jax.Array, new: Any, old: Any) -> Any:
+    """Per-example select over pytrees (carries): mask [batch] True picks new, else old."""
 
     def pick(n, o):
         return jnp.where(mask.reshape(mask.shape + (1,) * (n.ndim - 1)), n, o)
@@ -310,7 +310,7 @@ def _apply_mask(mask_t, new_carry, carry, y):
     """Where mask_t [batch] is False (padding): the old carry and a zero output."""
     if mask_t is None:
         return new_carry, y
-    return _where(mask_t, new_carry, carry), _where(mask_t, y, jnp.zeros_like(y))
+    return select(mask_t, new_carry, carry), select(mask_t, y, jnp.zeros_like(y))
 
 
 def _scan_steps(cell, params, carry, xp, mask, *, unroll):
@@ -471,7 +471,7 @@ def _analytic_steps(cell, unroll):
             grads = cell.step_backward(params, res_t, d_new, d_y)
             d_prev = grads.d_carry
             if mask_t is not None:
-                d_prev = jax.tree.map(jnp.add, d_prev, _where(mask_t, zeros, d_c))
+                d_prev = jax.tree.map(jnp.add, d_prev, select(mask_t, zeros, d_c))
             # A weight whose d_out is D_XP (the step's d xp itself) is stacked once, as d xp: None here.
             d_weights = {name: (lhs, None if d_out is D_XP else d_out) for name, (lhs, d_out) in grads.d_weights.items()}
             return d_prev, (grads.d_xp, d_weights, grads.d_others)

@@ -28,13 +28,13 @@ from flax import nnx
 from gatedrnn.cells.base import Cell, Params, WrappedCell, gate_matmul
 from gatedrnn.nn.layers import RNN, Bidirectional, Stack
 from gatedrnn.nn.params import param_values, standard_promotion
-from gatedrnn.scan import scan_cell
+from gatedrnn.scan import scan_cell, select
 from gatedrnn.validation import check_positive
 
 
 def reset_carry(carry: Any, reset: jax.Array, initial: Any) -> Any:
     """Per-example select over carry pytrees: reset [b] True -> initial, else carry."""
-    return jax.tree.map(lambda i, c: jnp.where(reset.reshape(reset.shape + (1,) * (c.ndim - 1)), i, c), initial, carry)
+    return select(reset, initial, carry)
 
 
 @dataclasses.dataclass(frozen=True)

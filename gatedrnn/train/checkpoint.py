@@ -12,6 +12,8 @@ import orbax.checkpoint as ocp
 
 from gatedrnn.train.config import ConfigError
 
+CHECKPOINT_DIR = "checkpoints"  # a run's checkpoints live in <workdir>/checkpoints/<step>/
+
 
 class Checkpointer:
     """Saves the train state (a pytree of arrays) under `directory/<step>`.

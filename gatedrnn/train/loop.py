@@ -27,7 +27,7 @@ from gatedrnn.cells import CELLS
 from gatedrnn.scan import ScanOptions
 from gatedrnn.tasks.registry import TASKS, Task, make_task
 from gatedrnn.train import distributed
-from gatedrnn.train.checkpoint import Checkpointer
+from gatedrnn.train.checkpoint import CHECKPOINT_DIR, Checkpointer
 from gatedrnn.train.config import ConfigError, check_resume_compatible, to_json, validate
 from gatedrnn.train.metrics import MetricsWriter, read_metrics, write_final_metrics
 from gatedrnn.train.model import SequenceModel
@@ -217,7 +217,7 @@ class _Run:
                                donate_argnums=0)
         self.eval_fn = jax.jit(lambda p, b: eval_step(exp, p, b), in_shardings=(repl, data), out_shardings=repl)
         self.reset_fn = jax.jit(_reset_metrics, in_shardings=repl, out_shardings=repl, donate_argnums=0)
-        self.ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=c.checkpoint.keep,
+        self.ckpt = Checkpointer(os.path.join(workdir, CHECKPOINT_DIR), keep=c.checkpoint.keep,
                                  keep_best=c.checkpoint.keep_best)
         self.eval_batches = [distributed.global_batch(exp.task.eval_batch(c.train.seed, i, c.eval.batch_size), data)
                              for i in range(c.eval.num_batches)]
@@ -251,7 +251,7 @@ class _Run:
 
 
 def _has_checkpoints(workdir: str) -> bool:
-    directory = os.path.join(workdir, "checkpoints")
+    directory = os.path.join(workdir, CHECKPOINT_DIR)
     return os.path.isdir(directory) and any(name.isdigit() for name in os.listdir(directory))
 
 

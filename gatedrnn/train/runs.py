@@ -25,12 +25,11 @@ from flax import nnx
 
 from gatedrnn.tasks.registry import Task
 from gatedrnn.train import distributed
-from gatedrnn.train.checkpoint import Checkpointer
+from gatedrnn.train.checkpoint import CHECKPOINT_DIR, Checkpointer
 from gatedrnn.train.loop import Experiment, abstract_state, init_state, make_experiment
 
 CONFIG_JSON = "config.json"  # written by train_and_evaluate
 CONFIG_FILE = "config_file.txt"  # written by experiments.train (record_config_file)
-CHECKPOINTS = "checkpoints"  # the loop's checkpoint directory in a workdir
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,7 +97,7 @@ def load_run(workdir: str | None = None, *, config: ml_collections.ConfigDict | 
     exp = make_experiment(config)
     if workdir is None:
         return Run(exp, init_state(exp).params, 0, None)
-    directory = os.path.join(workdir, CHECKPOINTS)
+    directory = os.path.join(workdir, CHECKPOINT_DIR)
     if not os.path.isdir(directory):  # checked first: the checkpointer would create it
         raise FileNotFoundError(f"no checkpoint in {directory}: train the run first")
     abstract = abstract_state(exp, distributed.replicated(distributed.make_mesh()))
