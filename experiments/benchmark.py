@@ -1,9 +1,17 @@
-"""Side-by-side speed of gatedrnn's LSTM/GRU layers, torch.nn.LSTM/GRU and Flax's nn.RNN (issue 5).
+"""Side-by-side speed of gatedrnn's LSTM/GRU layers, torch.nn.LSTM/GRU and Flax's nn.RNN (issue 5), and of the
+linear cells' parallel mode (issue 13).
 
     python -m experiments.benchmark                       # S1-S4, LSTM and GRU, 2-layer bi-LSTM,
                                                           # bf16 at S1, remat report; ~15-30 min on 2 cores
     python -m experiments.benchmark --sizes=S1,S2 --cells=lstm --repeats=3 --remat_lengths=
     python -m experiments.benchmark --quick               # tiny sizes; ~1 min, nearly all compiling
+    python -m experiments.benchmark --suite=linear --repeats=3   # mingru, minlstm, lru, rglru: parallel vs
+                                                          # sequential vs recurrentgemma vs torch GRU/LSTM,
+                                                          # T = 1k, 8k, 64k; ~10 min on 2 cores
+    python -m experiments.benchmark --suite=linear --quick   # size LQ (B2 T16 H8); ~30 s
+
+--suite=linear is `gatedrnn.lab.benchmark.linear` (its docstring defines the contestants, the loss, the
+memory columns and the per-contestant time budget); --suite=all runs both suites.
 
 All contestants run in this one process on the same weights (torch's, mapped into ours with
 `gatedrnn.nn.interop.from_torch` and from ours into Flax's params), after a check that their outputs and
@@ -28,12 +36,28 @@ import sys
 
 from absl import app, flags
 
-from gatedrnn.lab.benchmark import QUICK, SIZES, Settings, run_benchmark, settings_from_flags
+from gatedrnn.lab.benchmark import (
+    LINEAR_CELLS,
+    LINEAR_SIZES,
+    QUICK,
+    SIZES,
+    Settings,
+    run_benchmark,
+    settings_from_flags,
+)
 from gatedrnn.lab.runtime import reexec_with_malloc_env
 from gatedrnn.validation import ConfigError
 
 FLAGS = flags.FLAGS
 DEFAULT = Settings()  # the flags' defaults are the Settings' own
+flags.DEFINE_string("suite", DEFAULT.suite, "classic (LSTM/GRU vs torch and Flax), linear (the linear cells: "
+                    "parallel vs sequential vs recurrentgemma vs torch) or all.")
+flags.DEFINE_list("linear_sizes", list(DEFAULT.linear_sizes), "Linear-suite sizes, of "
+                  + ",".join(k for k in LINEAR_SIZES if k != "LQ") + " (run in this order).")
+flags.DEFINE_list("linear_cells", list(DEFAULT.linear_cells), "Linear-suite cells, of " + ",".join(LINEAR_CELLS) + ".")
+flags.DEFINE_float("linear_budget_s", DEFAULT.linear_budget_s,
+                   "Seconds of calls per linear contestant and size: fewer repeats past it, skipped when one "
+                   "call predicted from the previous size exceeds it.")
 flags.DEFINE_list("sizes", list(DEFAULT.sizes), "Sizes, of " + ",".join(k for k in SIZES if k != "Q") + ".")
 flags.DEFINE_list("cells", list(DEFAULT.cells), "Cells, of lstm,gru.")
 flags.DEFINE_list("bidir_sizes", list(DEFAULT.bidir_sizes),
@@ -48,7 +72,7 @@ flags.DEFINE_float("min_time", DEFAULT.min_time, "Seconds one measurement averag
 flags.DEFINE_integer("torch_threads", DEFAULT.torch_threads, "torch.set_num_threads (default: os.cpu_count()).")
 flags.DEFINE_integer("unroll", DEFAULT.unroll, "lax.scan unroll of our layers (default: the layer's).")
 flags.DEFINE_string("out", DEFAULT.out, "Directory for benchmark.json and benchmark.md.")
-flags.DEFINE_bool("quick", False, "Tiny smoke run: size Q (B2 T12 I3 H5), remat T=16, 2 repeats; "
+flags.DEFINE_bool("quick", False, "Tiny smoke run: size Q (B2 T12 I3 H5), remat T=16, linear size LQ, 2 repeats; "
                   "flags given explicitly still win.")
 flags.DEFINE_bool("no_malloc_tuning", False, "Do not re-exec with gatedrnn.lab.runtime.malloc_env().")
 flags.DEFINE_alias("no-malloc-tuning", "no_malloc_tuning")

@@ -1,10 +1,16 @@
 """The one scan engine: runs any cell over `[batch, time, features]`.
 
-Lengths and padding, reversal, unroll and rematerialization live here and nowhere
-else. The cell's input projection runs outside the loop, one matmul per chunk of
-`projection_chunk` steps (None: the whole sequence; the remat chunk under remat); `lax.scan`
-then runs only the recurrent step. How it runs (mode, VJP, remat, unroll, projection chunk,
-compute dtype) is one hashable `ScanOptions` value that layers and configs pass along
+Lengths and padding, reversal, resets, unroll, chunking and rematerialization live here and
+nowhere else. Two modes:
+
+  sequential  `lax.scan` over the cell's step. The input projection runs outside the loop, one
+              matmul per chunk of `projection_chunk` steps, so the loop does only recurrent work.
+  parallel    for cells linear in the state (`LinearCell`: h_t = a_t * h_{t-1} + b_t), all steps
+              at once with `lax.associative_scan` over (a, b) in O(log T) depth, with the operator
+              (a1, b1) . (a2, b2) = (a2 a1, a2 b1 + b2) (or its log-space form for positive states),
+              optionally in chunks of `parallel_chunk` steps with the state passed between chunks.
+
+How it runs is one hashable `ScanOptions` value that layers and configs pass along
 (`model.scan.*` in every config).
 """
 
@@ -20,10 +26,11 @@ import jax.extend.core
 import jax.numpy as jnp
 import numpy as np
 
+from gatedrnn.cells import CELLS
 from gatedrnn.cells.base import D_XP, Carry, Cell, Params, accumulation_dtype, gate_matmul
 from gatedrnn.validation import ConfigError, check_choice
 
-MODES = ("sequential",)  # issue 13 adds "parallel" (associative scan) and "auto"
+MODES = ("auto", "sequential", "parallel")
 VJPS = ("fused", "replay", "autodiff")
 DTYPES = ("bfloat16", "float32", "float64")  # by name; any floating jnp dtype is accepted too
 
@@ -55,6 +62,10 @@ def _normalised(prefix: str, fields: dict[str, Any]) -> dict[str, Any]:
         chunk = out["projection_chunk"]
         if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk <= 0):
             raise ConfigError(f"{prefix}projection_chunk must be None or a positive int, got {chunk!r}")
+    if "parallel_chunk" in out:
+        chunk = out["parallel_chunk"]
+        if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk <= 0):
+            raise ConfigError(f"{prefix}parallel_chunk must be None or a positive int, got {chunk!r}")
     if out.get("dtype") is not None:
         dtype = out["dtype"]
         try:
@@ -70,11 +81,14 @@ def _normalised(prefix: str, fields: dict[str, Any]) -> dict[str, Any]:
 class ScanOptions:
     """How `scan_cell` runs a cell; one hashable value passed through layers and configs.
 
-    mode: "sequential" (`lax.scan` over the steps; the only one so far).
-    vjp: "fused" (default), "replay" or "autodiff".
+    mode: "auto" (default: "parallel" for cells linear in the state, else "sequential"),
+      "sequential" (`lax.scan` over the steps) or "parallel" (associative scan; linear cells only).
+    vjp: "fused" (default), "replay" or "autodiff" (sequential mode).
     remat: False; True ("sqrt" is the same) to checkpoint every ceil(sqrt(T)) steps; or a chunk length.
-    unroll: the `lax.scan` unroll factor (True: fully).
-    projection_chunk: project K = 32 steps at a time; None: the whole sequence at once.
+    unroll: the `lax.scan` unroll factor (True: fully; sequential mode).
+    projection_chunk: project K = 32 steps at a time; None: the whole sequence at once (sequential).
+    parallel_chunk: None (default): one associative scan over all T steps; K: chunks of K steps
+      scanned in parallel, the state passed from chunk to chunk (parallel mode).
     dtype: compute dtype (e.g. "bfloat16" or jnp.bfloat16; stored as a jnp dtype); None keeps the input's.
     See `scan_cell` for what each choice does. Bad values raise a one-line ConfigError.
 
@@ -84,12 +98,13 @@ class ScanOptions:
       rnn = build_rnn("lstm", 8, 32, scan=options, rngs=nnx.Rngs(0))
     """
 
-    mode: str = "sequential"
+    mode: str = "auto"
     vjp: str = "fused"
     remat: bool | int = False
     unroll: int | bool = 1
     projection_chunk: int | None = 32
     dtype: Any = None
+    parallel_chunk: int | None = None
 
     def __post_init__(self):
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -189,6 +204,22 @@ def _cast_floats(tree: Any, dtype) -> Any:
     return jax.tree.map(lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
 
 
+def linear_cells() -> list[str]:
+    """The registered cells (`gatedrnn.CELLS`) whose recurrence is linear in the state."""
+    return [name for name, cls in CELLS.items() if getattr(cls, "linear", False)]
+
+
+def resolve_mode(cell: Cell, mode: str) -> str:
+    """"auto" -> "parallel" for a linear cell, else "sequential"; "parallel" on a nonlinear cell
+    raises a one-line ConfigError naming the cells that support it."""
+    if mode == "auto":
+        return "parallel" if cell.linear else "sequential"
+    if mode == "parallel" and not cell.linear:
+        raise ConfigError(f"mode='parallel' needs a cell whose recurrence is linear in the state "
+                          f"({', '.join(linear_cells())}); {type(cell).__name__} is not: use 'sequential' or 'auto'")
+    return mode
+
+
 def scan_cell(
     cell: Cell,
     params: Params,
@@ -197,6 +228,7 @@ def scan_cell(
     initial_carry: Carry | None = None,
     seq_lengths: jax.Array | None = None,
     reverse: bool = False,
+    resets: jax.Array | None = None,
     options: ScanOptions | None = None,
     mode: str = _UNSET,
     vjp: str = _UNSET,
@@ -204,6 +236,7 @@ def scan_cell(
     unroll: int | bool = _UNSET,
     dtype: Any = _UNSET,
     projection_chunk: int | None = _UNSET,
+    parallel_chunk: int | None = _UNSET,
 ) -> tuple[jax.Array, Carry]:
     """Runs `cell` over a batch of sequences.
 
@@ -220,35 +253,49 @@ def scan_cell(
         full length.
       reverse: run each sequence from its last valid step to its first; outputs are
         returned in the original time order.
-      options: a `ScanOptions` (default `ScanOptions()`) for the six keywords below; a keyword
+      resets: [batch, time] bool, True where a new segment (document, episode) starts: the
+        carry before that step is the cell's zeros (a linear cell: a_t = 0). With `reverse`
+        the segments are the same, run backwards: each restarts at its own last step.
+      options: a `ScanOptions` (default `ScanOptions()`) for the keywords below; a keyword
         that is passed overrides the same field of `options`.
-      mode: "sequential" (default): `lax.scan` over the steps.
-      unroll: `lax.scan` unroll factor (default 1).
+      mode: "auto" (default): "parallel" for cells linear in the state (`cell.linear`), else
+        "sequential". "sequential": `lax.scan` over the steps. "parallel": the associative
+        scan over the cell's (a_t, b_t) (log-space for `cell.log_space` cells), accumulated
+        in `accumulation_dtype` (float32 under bfloat16 compute), with a custom VJP that
+        runs the backward recurrence g_t = dh_t + a_{t+1} g_{t+1} as one more reverse scan.
+        Same values and gradients as "sequential" (tested).
+      unroll: `lax.scan` unroll factor (default 1; sequential mode).
       remat: False (default); True or "sqrt" to checkpoint every ceil(sqrt(T)) steps; or a chunk
-        length. Backward memory for the step residuals grows as O(T / chunk + chunk).
+        length. Backward memory for the step residuals grows as O(T / chunk + chunk). In
+        parallel mode each chunk (`parallel_chunk`, else the remat chunk) is checkpointed.
       dtype: compute dtype (e.g. jnp.bfloat16 or "bfloat16"); params and inputs are cast to it.
         None (default) keeps the input's dtype.
-      vjp: "fused" (default): a custom VJP that computes every recurrent weight's gradient
-        as one matmul over all steps, instead of one small matmul per step; reverse mode
-        only. It uses the cell's analytic backward where the cell has one
+      vjp: (sequential mode) "fused" (default): a custom VJP that computes every recurrent
+        weight's gradient as one matmul over all steps, instead of one small matmul per step;
+        reverse mode only. It uses the cell's analytic backward where the cell has one
         (`cell.analytic_backward`: the plain LSTM, the reset-after GRU), saving the gate
         activations in the forward pass; otherwise it is "replay". "replay": the same custom
         VJP for any cell, replaying each step backwards (jax.vjp of `cell.step`) with the
         saved products. "autodiff": plain `jax.grad` through `lax.scan`, which also supports
         forward mode (`jax.jvp`, `jax.jacfwd`). All give the same values and gradients
         (tested).
-      projection_chunk: K (default 32) projects K steps at a time, outside the step loop:
-        an outer scan over chunks, each one matmul for its K steps, then the K steps. None
-        projects the whole sequence with one matmul before the loop. Same values; chunks keep
-        the projected buffer K/T the size, which measured 1.3-1.7x faster on CPU (buffers of
-        tens of MiB are re-faulted from the OS on every call). Under remat the remat chunk is
-        used.
+      projection_chunk: (sequential mode) K (default 32) projects K steps at a time, outside
+        the step loop: an outer scan over chunks, each one matmul for its K steps, then the K
+        steps. None projects the whole sequence with one matmul before the loop. Same values;
+        chunks keep the projected buffer K/T the size, which measured 1.3-1.7x faster on CPU
+        (buffers of tens of MiB are re-faulted from the OS on every call). Under remat the
+        remat chunk is used.
+      parallel_chunk: (parallel mode) None (default): one associative scan over all T steps.
+        K: a sequential scan over chunks of K steps, each solved in parallel from the state
+        the previous chunk ended in: memory O(K) per chunk's buffers, depth T/K * log K.
 
     Returns:
       (ys [batch, time, cell.output_size], final carry).
     """
-    given = dict(mode=mode, vjp=vjp, remat=remat, unroll=unroll, dtype=dtype, projection_chunk=projection_chunk)
+    given = dict(mode=mode, vjp=vjp, remat=remat, unroll=unroll, dtype=dtype, projection_chunk=projection_chunk,
+                 parallel_chunk=parallel_chunk)
     opts = with_overrides(options, **{k: v for k, v in given.items() if v is not _UNSET})
+    run_mode = resolve_mode(cell, opts.mode)
     if xs.ndim != 3 or xs.shape[-1] != cell.input_size:
         raise ValueError(
             f"xs must have shape [batch, time, {cell.input_size}] for {type(cell).__name__}, got {tuple(xs.shape)}"
@@ -258,12 +305,18 @@ def scan_cell(
         params, xs = _cast_floats(params, opts.dtype), xs.astype(opts.dtype)
     if seq_lengths is not None:
         seq_lengths = _check_lengths(seq_lengths, batch, time)
+    if resets is not None:
+        resets = _check_resets(resets, batch, time)
     carry = cell.initial_carry((batch,), xs.dtype) if initial_carry is None else initial_carry
     carry = _cast_floats(carry, xs.dtype)
 
     if reverse:
         xs = flip_sequences(xs, seq_lengths)
+        if resets is not None:
+            resets = flip_sequences(_reverse_resets(resets, seq_lengths), seq_lengths)
     xs = jnp.swapaxes(xs, 0, 1)  # [time, batch, d]
+    if resets is not None:
+        resets = jnp.swapaxes(resets, 0, 1)  # [time, batch]
 
     mask = None
     if seq_lengths is not None:
@@ -271,28 +324,36 @@ def scan_cell(
         # Padding never reaches the projection: a NaN there would make every gradient NaN
         # (0 * NaN), while `where` gives its input an exact zero cotangent.
         xs = jnp.where(mask[:, :, None], xs, 0)
-    chunk = _remat_chunk(opts.remat, time) if opts.remat else opts.projection_chunk
+
+    if run_mode == "parallel":
+        chunk = opts.parallel_chunk or (_remat_chunk(opts.remat, time) if opts.remat else None)
+        run = functools.partial(_parallel_run, cell, params)
+        out_dtype = carry.dtype
+        carry = carry.astype(_scan_dtype(carry.dtype))
+    else:
+        chunk = _remat_chunk(opts.remat, time) if opts.remat else opts.projection_chunk
+        if opts.vjp == "autodiff":
+            steps = functools.partial(_scan_steps, cell, unroll=opts.unroll)
+        elif opts.vjp == "fused" and cell.analytic_backward:
+            steps = _analytic_steps(cell, opts.unroll)
+        else:
+            steps = _fused_steps(cell, opts.unroll)
+
+        def run(carry, inputs):
+            xs, mask, resets = inputs
+            xp = cell.project(params, xs)  # every step at once: leaves [time, batch, ...]
+            return steps(params, carry, xp, mask, resets)
+
     if chunk is not None and chunk >= time and not opts.remat:
         chunk = None
     if chunk is not None and time % chunk and mask is None:
         mask = jnp.ones((time, batch), bool)  # padded tail steps must not move the carry
-
-    if opts.vjp == "autodiff":
-        steps = functools.partial(_scan_steps, cell, unroll=opts.unroll)
-    elif opts.vjp == "fused" and cell.analytic_backward:
-        steps = _analytic_steps(cell, opts.unroll)
-    else:
-        steps = _fused_steps(cell, opts.unroll)
-
-    def run(carry, inputs):
-        xs, mask = inputs
-        xp = cell.project(params, xs)  # every step at once: leaves [time, batch, ...]
-        return steps(params, carry, xp, mask)
-
     if chunk is None:
-        carry, ys = run(carry, (xs, mask))
+        carry, ys = (jax.checkpoint(run) if opts.remat else run)(carry, (xs, mask, resets))
     else:
-        carry, ys = _chunked_scan(jax.checkpoint(run) if opts.remat else run, carry, (xs, mask), time, chunk)
+        carry, ys = _chunked_scan(jax.checkpoint(run) if opts.remat else run, carry, (xs, mask, resets), time, chunk)
+    if run_mode == "parallel":
+        carry = carry.astype(out_dtype)
 
     ys = jnp.swapaxes(ys, 0, 1)
     if reverse:
@@ -300,9 +361,152 @@ def scan_cell(
     return ys, carry
 
 
-def _masked_step(cell, params, carry, xp_t, mask_t, matmul=gate_matmul):
-    """One step; where mask_t [batch] is False the carry is kept and the output is zero."""
-    new_carry, y = cell.step(params, carry, xp_t, matmul=matmul)
+def _check_resets(resets, batch: int, time: int) -> jax.Array:
+    resets = jnp.asarray(resets)
+    if resets.shape != (batch, time) or resets.dtype != jnp.bool_:
+        raise ValueError(f"resets must be bool of shape [batch, time]=({batch}, {time}), "
+                         f"got shape {resets.shape} dtype {resets.dtype}")
+    return resets
+
+
+def _reverse_resets(resets: jax.Array, seq_lengths: jax.Array | None) -> jax.Array:
+    """Segment starts for the backward direction, in the original time order.
+
+    A segment [s, e] starts at s running forwards and at e running backwards: e is the step
+    before the next start, or the sequence's last step (where the initial carry is used).
+    """
+    time = resets.shape[1]
+    starts = jnp.concatenate([resets[:, 1:], jnp.zeros_like(resets[:, :1])], axis=1)
+    if seq_lengths is not None:
+        starts = starts & (jnp.arange(time)[None, :] < seq_lengths[:, None] - 1)
+    return starts
+
+
+def _scan_dtype(dtype) -> Any:
+    """The dtype the parallel scan accumulates in: float32 for bfloat16; complex stays complex."""
+    dtype = jnp.dtype(dtype)
+    if jnp.issubdtype(dtype, jnp.complexfloating):
+        return dtype
+    return accumulation_dtype(dtype)
+
+
+def _linear_op(earlier, later):
+    """The associative operator of h_t = a_t h_{t-1} + b_t: (a1, b1) . (a2, b2) = (a2 a1, a2 b1 + b2)."""
+    a1, b1 = earlier
+    a2, b2 = later
+    return a2 * a1, a2 * b1 + b2
+
+
+def _log_op(earlier, later):
+    """The same operator on (log a, log b), for positive a and b."""
+    la1, lb1 = earlier
+    la2, lb2 = later
+    return la1 + la2, jnp.logaddexp(la2 + lb1, lb2)
+
+
+def _reverse_grad(a: jax.Array, h: jax.Array, h0: jax.Array, g: jax.Array):
+    """Backward of h_t = a_t h_{t-1} + b_t (leaves [t, ...]): g_t = dh_t + a_{t+1} g_{t+1},
+    solved by a reverse associative scan; returns (g = d b, d a = g_t h_{t-1}, d h0 = a_0 g_0).
+    No conjugates: JAX's VJP of a complex product is its transpose."""
+    a_next = jnp.concatenate([a[1:], jnp.zeros_like(a[:1])], axis=0)
+    _, g = jax.lax.associative_scan(_linear_op, (a_next, g), axis=0, reverse=True)
+    h_prev = jnp.concatenate([h0[None], h[:-1]], axis=0)
+    return g, g * h_prev, a[0] * g[0]
+
+
+@jax.custom_vjp
+def linear_scan(a: jax.Array, b: jax.Array, h0: jax.Array) -> jax.Array:
+    """All states of h_t = a_t h_{t-1} + b_t at once: a, b [t, ...] (same shape), h0 [...].
+
+    One `lax.associative_scan` (O(log t) depth); its VJP is one more, in reverse.
+    """
+    b = b.at[0].add(a[0] * h0)
+    return jax.lax.associative_scan(_linear_op, (a, b), axis=0)[1]
+
+
+def _linear_scan_fwd(a, b, h0):
+    h = linear_scan(a, b, h0)
+    return h, (a, h, h0)
+
+
+def _linear_scan_bwd(saved, dh):
+    a, h, h0 = saved
+    d_b, d_a, d_h0 = _reverse_grad(a, h, h0, dh)
+    return d_a, d_b, d_h0
+
+
+linear_scan.defvjp(_linear_scan_fwd, _linear_scan_bwd)
+
+
+@jax.custom_vjp
+def log_linear_scan(log_a: jax.Array, log_b: jax.Array, h0: jax.Array) -> jax.Array:
+    """`linear_scan` for positive coefficients given as logs (minGRU's log-space form):
+    (log A_t, log B_t) by the log-space operator, then h_t = A_t h0 + B_t (h0 of any sign).
+    log a = -inf is a reset (a = 0), log b = -inf is b = 0."""
+    log_a_cum, log_b_cum = jax.lax.associative_scan(_log_op, (log_a, log_b), axis=0)
+    return jnp.exp(log_a_cum) * h0[None] + jnp.exp(log_b_cum)
+
+
+def _log_linear_scan_fwd(log_a, log_b, h0):
+    h = log_linear_scan(log_a, log_b, h0)
+    return h, (log_a, log_b, h, h0)
+
+
+def _log_linear_scan_bwd(saved, dh):
+    log_a, log_b, h, h0 = saved
+    a = jnp.exp(log_a)
+    d_b, d_a, d_h0 = _reverse_grad(a, h, h0, dh)
+    return d_a * a, d_b * jnp.exp(log_b), d_h0  # d log x = x d x
+
+
+log_linear_scan.defvjp(_log_linear_scan_fwd, _log_linear_scan_bwd)
+
+
+def _parallel_run(cell, params, h0, inputs):
+    """Parallel mode over one span of steps (leaves [t, b, ...]) -> (last state, ys [t, b, out]).
+
+    Padded steps (mask False) become identities (a = 1, b = 0: the state stops at each
+    sequence's end); a reset makes a = 0. The scan runs in h0's dtype (float32 or complex).
+    """
+    xs, mask, resets = inputs
+    xp = cell.project(params, xs)
+    acc = h0.dtype
+    m = None if mask is None else mask[:, :, None]
+    r = None if resets is None else resets[:, :, None]
+    if cell.log_space:
+        log_a, log_b = cell.log_recurrence(params, xp, resets)
+        log_b = log_b.astype(acc)
+        log_a = jnp.broadcast_to(log_a.astype(acc), log_b.shape)
+        if r is not None:
+            log_a = jnp.where(r, -jnp.inf, log_a)
+        if m is not None:
+            log_a, log_b = jnp.where(m, log_a, 0), jnp.where(m, log_b, -jnp.inf)
+        h = log_linear_scan(log_a, log_b, h0)
+    else:
+        a, b = cell.linear_recurrence(params, xp, resets)
+        b = b.astype(acc)
+        a = jnp.broadcast_to(a.astype(acc), b.shape)
+        if r is not None:
+            a = jnp.where(r, 0, a)
+        if m is not None:
+            a, b = jnp.where(m, a, 1), jnp.where(m, b, 0)
+        h = linear_scan(a, b, h0)
+    compute = xs.dtype if not jnp.issubdtype(acc, jnp.complexfloating) else acc
+    ys = cell.readout(params, h.astype(compute), xp)
+    if m is not None:
+        ys = jnp.where(m, ys, 0)
+    return h[-1], ys
+
+
+def _masked_step(cell, params, carry, xp_t, mask_t, reset_t=None, matmul=gate_matmul):
+    """One step; where mask_t [batch] is False the carry is kept and the output is zero; where
+    reset_t [batch] is True the step starts from the cell's zeros."""
+    if reset_t is None:
+        new_carry, y = cell.step(params, carry, xp_t, matmul=matmul)
+    else:
+        start = select(reset_t, jax.tree.map(jnp.zeros_like, carry), carry)
+        extra = {"reset": reset_t} if cell.linear else {}
+        new_carry, y = cell.step(params, start, xp_t, matmul=matmul, **extra)
     return _apply_mask(mask_t, new_carry, carry, y)
 
 
@@ -313,9 +517,9 @@ def _apply_mask(mask_t, new_carry, carry, y):
     return select(mask_t, new_carry, carry), select(mask_t, y, jnp.zeros_like(y))
 
 
-def _scan_steps(cell, params, carry, xp, mask, *, unroll):
+def _scan_steps(cell, params, carry, xp, mask, resets, *, unroll):
     """The recurrence over projected inputs xp (leaves [time, batch, ...]) -> (carry, ys [time, ...])."""
-    return jax.lax.scan(lambda c, inp: _masked_step(cell, params, c, *inp), carry, (xp, mask), unroll=unroll)
+    return jax.lax.scan(lambda c, inp: _masked_step(cell, params, c, *inp), carry, (xp, mask, resets), unroll=unroll)
 
 
 @jax.custom_vjp
@@ -370,12 +574,12 @@ def _fused_steps(cell, unroll):
             used.append(w.astype(lhs.dtype))
             return gate_matmul(lhs, w)
 
-        _masked_step(cell, params, carry, jax.tree.map(lambda a: a[0], xp), None, matmul=record)
+        _masked_step(cell, params, carry, jax.tree.map(lambda a: a[0], xp), None, None, matmul=record)
         return used
 
-    def forward(params, carry, xp, mask):
+    def forward(params, carry, xp, mask, resets):
         def body(c, inp):
-            xp_t, mask_t = inp
+            xp_t, mask_t, reset_t = inp
             products = []
 
             def record(lhs, w):
@@ -383,18 +587,18 @@ def _fused_steps(cell, unroll):
                 products.append((lhs, out))
                 return out
 
-            new_c, y = _masked_step(cell, params, c, xp_t, mask_t, matmul=record)
+            new_c, y = _masked_step(cell, params, c, xp_t, mask_t, reset_t, matmul=record)
             return new_c, (y, c, products)
 
-        carry, (ys, carries, products) = jax.lax.scan(body, carry, (xp, mask), unroll=unroll)
-        return (carry, ys), (params, carry, xp, mask, carries, products)
+        carry, (ys, carries, products) = jax.lax.scan(body, carry, (xp, mask, resets), unroll=unroll)
+        return (carry, ys), (params, carry, xp, mask, resets, carries, products)
 
     @jax.custom_vjp
-    def steps(params, carry, xp, mask):
-        return _scan_steps(cell, params, carry, xp, mask, unroll=unroll)
+    def steps(params, carry, xp, mask, resets):
+        return _scan_steps(cell, params, carry, xp, mask, resets, unroll=unroll)
 
     def steps_bwd(saved, cotangents):
-        params, final_carry, xp, mask, carries, products = saved
+        params, final_carry, xp, mask, resets, carries, products = saved
         d_carry, d_ys = cotangents
         outs = [out for _, out in products]
         leaves, treedef = jax.tree.flatten(params)
@@ -403,25 +607,25 @@ def _fused_steps(cell, unroll):
         # gradient inside the loop; the weights get theirs from one matmul after it.
         looped = _leaves_used_outside_matmul(cell, params, first(carries), first(xp), first(outs))
 
-        def replay(c, xp_t, looped_leaves, outs_t, mask_t):
+        def replay(c, xp_t, looped_leaves, outs_t, mask_t, reset_t):
             full = list(leaves)
             for i, leaf in zip(looped, looped_leaves):
                 full[i] = leaf
             saved_outs = iter(outs_t)
             matmul = lambda lhs, w: _replayed(lhs, next(saved_outs), w.astype(lhs.dtype))  # noqa: E731
-            return _masked_step(cell, jax.tree.unflatten(treedef, full), c, xp_t, mask_t, matmul=matmul)
+            return _masked_step(cell, jax.tree.unflatten(treedef, full), c, xp_t, mask_t, reset_t, matmul=matmul)
 
         def body(acc, inp):
             d_c, d_p = acc
-            c, xp_t, mask_t, outs_t, d_y = inp
-            _, pullback = jax.vjp(lambda c, x, p, o: replay(c, x, p, o, mask_t), c, xp_t,
+            c, xp_t, mask_t, reset_t, outs_t, d_y = inp
+            _, pullback = jax.vjp(lambda c, x, p, o: replay(c, x, p, o, mask_t, reset_t), c, xp_t,
                                   [leaves[i] for i in looped], outs_t)
             d_c, d_x, d_p_t, d_outs = pullback((d_c, d_y))
             return (d_c, [a + b for a, b in zip(d_p, d_p_t)]), (d_x, d_outs)
 
         zeros = [jnp.zeros_like(leaves[i]) for i in looped]
         (d_carry0, d_looped), (d_xp, d_outs) = jax.lax.scan(
-            body, (d_carry, zeros), (carries, xp, mask, outs, d_ys), reverse=True, unroll=unroll
+            body, (d_carry, zeros), (carries, xp, mask, resets, outs, d_ys), reverse=True, unroll=unroll
         )
         used, pullback = jax.vjp(lambda p: weights_used(p, final_carry, xp), params)
         d_used = [_weight_grad(lhs, d_out, w) for (lhs, _), d_out, w in zip(products, d_outs, used)]
@@ -429,7 +633,7 @@ def _fused_steps(cell, unroll):
         d_leaves = jax.tree.leaves(d_weights)
         for i, d in zip(looped, d_looped):
             d_leaves[i] = d_leaves[i] + d
-        return jax.tree.unflatten(treedef, d_leaves), d_carry0, d_xp, None
+        return jax.tree.unflatten(treedef, d_leaves), d_carry0, d_xp, None, None
 
     steps.defvjp(forward, steps_bwd)
     return steps
@@ -442,34 +646,38 @@ def _analytic_steps(cell, unroll):
     Forward saves each step's residuals (gate activations and the recurrent matmuls' left
     operands); backward scans in reverse through `step_backward` with no recomputation, and
     each recurrent weight's gradient is one matmul over all steps after the loop. A masked
-    step (padding) passes d carry through unchanged and gets zero cotangents.
+    step (padding) passes d carry through unchanged and gets zero cotangents; a reset step
+    started from zeros, so nothing flows to the carry before it.
     """
 
-    def forward(params, carry, xp, mask):
+    def forward(params, carry, xp, mask, resets):
         def body(c, inp):
-            xp_t, mask_t = inp
-            new_c, y, res = cell.step_residuals(params, c, xp_t)
+            xp_t, mask_t, reset_t = inp
+            start = c if reset_t is None else select(reset_t, jax.tree.map(jnp.zeros_like, c), c)
+            new_c, y, res = cell.step_residuals(params, start, xp_t)
             new_c, y = _apply_mask(mask_t, new_c, c, y)
             return new_c, (y, res)
 
-        carry, (ys, residuals) = jax.lax.scan(body, carry, (xp, mask), unroll=unroll)
-        return (carry, ys), (params, residuals, mask)
+        carry, (ys, residuals) = jax.lax.scan(body, carry, (xp, mask, resets), unroll=unroll)
+        return (carry, ys), (params, residuals, mask, resets)
 
     @jax.custom_vjp
-    def steps(params, carry, xp, mask):
-        return _scan_steps(cell, params, carry, xp, mask, unroll=unroll)
+    def steps(params, carry, xp, mask, resets):
+        return _scan_steps(cell, params, carry, xp, mask, resets, unroll=unroll)
 
     def steps_bwd(saved, cotangents):
-        params, residuals, mask = saved
+        params, residuals, mask, resets = saved
         d_carry, d_ys = cotangents
 
         def body(d_c, inp):
-            res_t, mask_t, d_y = inp
+            res_t, mask_t, reset_t, d_y = inp
             # Padded steps (mask False) passed the carry through and output zero.
             zeros = jax.tree.map(jnp.zeros_like, d_c)
             d_new, d_y = (d_c, d_y) if mask_t is None else _apply_mask(mask_t, d_c, zeros, d_y)
             grads = cell.step_backward(params, res_t, d_new, d_y)
             d_prev = grads.d_carry
+            if reset_t is not None:
+                d_prev = select(reset_t, zeros, d_prev)
             if mask_t is not None:
                 d_prev = jax.tree.map(jnp.add, d_prev, select(mask_t, zeros, d_c))
             # A weight whose d_out is D_XP (the step's d xp itself) is stacked once, as d xp: None here.
@@ -477,7 +685,7 @@ def _analytic_steps(cell, unroll):
             return d_prev, (grads.d_xp, d_weights, grads.d_others)
 
         d_carry0, (d_xp, d_weights, d_others) = jax.lax.scan(
-            body, d_carry, (residuals, mask, d_ys), reverse=True, unroll=unroll
+            body, d_carry, (residuals, mask, resets, d_ys), reverse=True, unroll=unroll
         )
         d_params = jax.tree.map(jnp.zeros_like, params)
         for name, (lhs, d_out) in d_weights.items():
@@ -490,7 +698,7 @@ def _analytic_steps(cell, unroll):
         if isinstance(d_xp, jax.Array) and len(widths) > 1:  # flat: split like xp
             parts = jnp.split(d_xp, np.cumsum(widths)[:-1].tolist(), axis=-1)
             d_xp = jax.tree.unflatten(jax.tree.structure(xp), parts)
-        return d_params, d_carry0, d_xp, None
+        return d_params, d_carry0, d_xp, None, None
 
     steps.defvjp(forward, steps_bwd)
     return steps

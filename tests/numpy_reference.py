@@ -109,13 +109,47 @@ def ugrnn(p, x, cell):
     return np.stack(ys), h
 
 
-def mingru(p, x, cell):
-    """Feng et al. 2024, Sec. 3.1: z = sigmoid(Linear(x)), h~ = Linear(x), h = (1 - z) h + z h~."""
-    h = np.zeros(cell.hidden_size)
-    b = p["b"] if cell.bias else np.zeros((2, cell.hidden_size))
+def _min_candidate(v, candidate):
+    """Feng et al. 2024, Sec. 4.1: g(x) = x + 0.5 (x >= 0), sigmoid(x) (x < 0); or identity / tanh."""
+    if candidate == "g":
+        return np.where(v >= 0, v + 0.5, sigmoid(v))
+    return v if candidate == "linear" else np.tanh(v)
+
+
+def _min_rnn(p, x, cell, update, h0, resets):
+    """The loop both minRNNs share; update(k [gates, s], h~, h) -> h. resets[t]: h_{t-1} := 0."""
+    s = int(cell.hidden_size * cell.expansion)
+    h = np.zeros(s) if h0 is None else np.asarray(h0, np.float64)
+    b = p["b"] if cell.bias else np.zeros(p["w"].shape[1:])
     ys = []
-    for x_t in x:
-        z = sigmoid(x_t @ p["w"][:, 0] + b[0])
-        h = (1 - z) * h + z * (x_t @ p["w"][:, 1] + b[1])
-        ys.append(h)
+    for t, x_t in enumerate(x):
+        k = np.einsum("d,dgs->gs", x_t, p["w"]) + b
+        if resets is not None and resets[t]:
+            h = np.zeros(s)
+        h = update(k, _min_candidate(k[-1], cell.candidate), h)
+        ys.append(h @ p["w_out"] if cell.expansion != 1 else h)
     return np.stack(ys), h
+
+
+def mingru(p, x, cell, h0=None, resets=None):
+    """Feng et al. 2024, Sec. 3.1: z = sigmoid(Linear(x)), h~ = g(Linear(x)), h = (1 - z) h + z h~;
+    y = h W_out with an expansion (Sec. 4.1)."""
+
+    def update(k, cand, h):
+        z = sigmoid(k[0])
+        return (1 - z) * h + z * cand
+
+    return _min_rnn(p, x, cell, update, h0, resets)
+
+
+def minlstm(p, x, cell, h0=None, resets=None):
+    """Feng et al. 2024, Sec. 3.2: f, i = sigmoid(Linear(x)); normalised f' = f / (f + i),
+    i' = i / (f + i); h~ = g(Linear(x)); h = f' h + i' h~."""
+
+    def update(k, cand, h):
+        f, i = sigmoid(k[0]), sigmoid(k[1])
+        if cell.normalise:
+            f, i = f / (f + i), i / (f + i)
+        return f * h + i * cand
+
+    return _min_rnn(p, x, cell, update, h0, resets)

@@ -14,7 +14,7 @@ from gatedrnn import flip_sequences, scan_cell
 from zoo import ZOO
 
 BATCH, TIME = 3, 6
-CELLS = ["lstm_everything", "lstm_peephole", "gru", "gru_cho", "mgu", "ugrnn", "mingru", "rnn_relu"]
+CELLS = ["lstm_everything", "lstm_peephole", "gru", "gru_cho", "mgu", "ugrnn", "mingru", "minlstm", "rnn_relu"]
 
 
 @functools.cache

@@ -3,6 +3,7 @@
 import pytest
 
 from gatedrnn import GRU, LSTM, MGU, UGRNN, ElmanRNN, MinGRU
+from gatedrnn.cells.minrnn import MinLSTM
 
 import numpy_reference as ref
 
@@ -28,6 +29,7 @@ ZOO = {
     "mgu": (MGU(D, H), ref.mgu),
     "ugrnn": (UGRNN(D, H), ref.ugrnn),
     "mingru": (MinGRU(D, H), ref.mingru),
+    "minlstm": (MinLSTM(D, H), ref.minlstm),
 }
 
 NAMES = sorted(ZOO)

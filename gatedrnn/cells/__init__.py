@@ -2,10 +2,13 @@
 
 import dataclasses
 
-from gatedrnn.cells.base import Cell
+from gatedrnn.cells.base import Cell, LinearCell
 from gatedrnn.cells.gru import GRU
+from gatedrnn.cells.lru import LRU
 from gatedrnn.cells.lstm import LSTM, LSTMCarry
-from gatedrnn.cells.minimal import MGU, UGRNN, MinGRU
+from gatedrnn.cells.minimal import MGU, UGRNN
+from gatedrnn.cells.minrnn import MinGRU, MinLSTM
+from gatedrnn.cells.rglru import RGLRU
 from gatedrnn.cells.rnn import ElmanRNN
 from gatedrnn.validation import ConfigError, check_choice
 
@@ -16,6 +19,9 @@ CELLS: dict[str, type[Cell]] = {
     "mgu": MGU,
     "ugrnn": UGRNN,
     "mingru": MinGRU,
+    "minlstm": MinLSTM,
+    "lru": LRU,
+    "rglru": RGLRU,
 }
 
 
@@ -34,4 +40,5 @@ def make_cell(name: str, input_size: int, hidden_size: int, **options) -> Cell:
     return cls(input_size=input_size, hidden_size=hidden_size, **options)
 
 
-__all__ = ["CELLS", "Cell", "ElmanRNN", "GRU", "LSTM", "LSTMCarry", "MGU", "MinGRU", "UGRNN", "make_cell"]
+__all__ = ["CELLS", "Cell", "ElmanRNN", "GRU", "LRU", "LSTM", "LSTMCarry", "LinearCell", "MGU", "MinGRU", "MinLSTM",
+           "RGLRU", "UGRNN", "make_cell"]

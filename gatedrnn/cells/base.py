@@ -28,6 +28,18 @@ d_others = {param: d param_t} for the step's other params (summed over the batch
 `accumulation_dtype`). The fused VJP then saves the residuals (gate activations) in the
 forward pass instead of replaying the step backwards.
 
+A cell whose recurrence is linear in the state (its gates see the input only) subclasses
+`LinearCell` and gives the engine its coefficients instead of a step:
+
+  linear_recurrence(params, xp, reset=None) -> (a, b)       h_t = a_t * h_{t-1} + b_t
+  log_recurrence(params, xp, reset=None)    -> (log a, log b)  (`log_space` cells: a, b > 0)
+  readout(params, h, xp)                    -> y              (element-wise over leading axes)
+
+on every step at once (leaves [t, b, ...]), so the engine (`gatedrnn.scan`) can solve the whole
+sequence with an associative scan (mode="parallel") as well as step by step. The carry is the
+state h alone ([*batch, state_size], complex for the LRU); `step` is derived from these and
+agrees with them by construction.
+
 `project` holds every computation that depends on the input only (one matmul for all
 steps), so the sequential `step` does just the recurrent work. `project` is
 element-wise over leading axes: the scan engine calls it on `[time, batch, d]`.
@@ -113,6 +125,8 @@ class Cell:
     input_size: int
     hidden_size: int
 
+    linear = False  # True for `LinearCell`s: the recurrence is linear in the state
+
     def __post_init__(self):
         name = type(self).__name__
         check_positive(f"{name}.input_size", self.input_size)
@@ -162,3 +176,57 @@ class WrappedCell(Cell):
 
     def initial_carry(self, batch_shape: tuple[int, ...], dtype=jnp.float32) -> Carry:
         return self.inner.initial_carry(batch_shape, dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class LinearCell(Cell):
+    """Base of cells whose recurrence is linear in the state: h_t = a_t * h_{t-1} + b_t.
+
+    a_t and b_t come from the projected inputs only (`linear_recurrence`), so the engine may
+    solve all steps at once with an associative scan; the output is y_t = readout(h_t, xp_t).
+    Subclasses define `init`, `project`, `linear_recurrence` (and `log_recurrence` with
+    `log_space = True` when a, b > 0) and, if y is not h, `readout` and `output_size`.
+
+    reset: None, or bool [*leading] (e.g. [t, b]) True where the step starts a new segment.
+    The engine already makes the state before such a step zero (a_t = 0); a cell may also
+    change b_t there (the RG-LRU drops its sqrt(1 - a^2) normalisation at a reset, as
+    RecurrentGemma does).
+    """
+
+    linear = True
+    log_space = False  # True: the parallel engine scans (log a, log b) from `log_recurrence`
+
+    @property
+    def state_size(self) -> int:
+        return self.hidden_size
+
+    @property
+    def state_dtype(self):
+        """None: the state has the compute dtype; a complex cell returns e.g. jnp.complex64."""
+        return None
+
+    def initial_carry(self, batch_shape: tuple[int, ...], dtype=jnp.float32) -> Carry:
+        return jnp.zeros((*batch_shape, self.state_size), self.state_dtype or dtype)
+
+    def linear_recurrence(self, params: Params, xp, reset: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+        """(a, b), each [*leading, state_size] (a may broadcast against b)."""
+        if self.log_space:
+            log_a, log_b = self.log_recurrence(params, xp, reset)
+            return jnp.exp(log_a), jnp.exp(log_b)
+        raise NotImplementedError
+
+    def log_recurrence(self, params: Params, xp, reset: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+        """(log a, log b) for `log_space` cells, whose a and b are positive."""
+        raise NotImplementedError(f"{type(self).__name__} has no log-space recurrence")
+
+    def readout(self, params: Params, h: jax.Array, xp) -> jax.Array:
+        """y [*leading, output_size] from the state h [*leading, state_size]; default y = h."""
+        return h
+
+    def step(self, params: Params, carry: Carry, xp, matmul=gate_matmul, reset: jax.Array | None = None):
+        """One step from the coefficients: h = a * h + b; y = readout(h). reset [b] bool or None."""
+        a, b = self.linear_recurrence(params, xp, reset)
+        if reset is not None:
+            a = jnp.where(reset[..., None], 0, a)
+        h = (a * carry + b).astype(carry.dtype)
+        return h, self.readout(params, h, xp)

@@ -1,4 +1,4 @@
-"""Lighter gated cells: MGU (Zhou et al. 2016), UGRNN (Collins et al. 2017), minGRU (Feng et al. 2024)."""
+"""Lighter gated cells: MGU (Zhou et al. 2016), UGRNN (Collins et al. 2017). minGRU lives in `minrnn`."""
 
 from __future__ import annotations
 
@@ -8,14 +8,13 @@ import jax
 import jax.numpy as jnp
 
 from gatedrnn.cells.base import Cell, Params, expand, gate_matmul, uniform
+from gatedrnn.cells.minrnn import MinGRU  # noqa: F401  (its old import path)
 
 
-def _gated_params(cell: Cell, key, num_gates: int, dtype, recurrent: bool = True) -> Params:
+def _gated_params(cell: Cell, key, num_gates: int, dtype) -> Params:
     kw, kr, kb = jax.random.split(key, 3)
     d, h, s = cell.input_size, cell.hidden_size, cell.init_scale
-    params = {"w": uniform(kw, (d, num_gates, h), s, dtype)}
-    if recurrent:
-        params["r"] = uniform(kr, (h, num_gates, h), s, dtype)
+    params = {"w": uniform(kw, (d, num_gates, h), s, dtype), "r": uniform(kr, (h, num_gates, h), s, dtype)}
     if cell.bias:
         params["b"] = uniform(kb, (num_gates, h), s, dtype)
     return params
@@ -80,30 +79,4 @@ class UGRNN(Cell):
         c = jnp.tanh(xc + rc)
         g = jax.nn.sigmoid(xg + rg)
         h = c + g * (h - c)
-        return h, h
-
-
-@dataclasses.dataclass(frozen=True)
-class MinGRU(Cell):
-    """minGRU ("Were RNNs all we needed?", Feng et al. 2024): gates see only the input.
-
-      z_t = sigmoid(W_z x_t + b_z),  n_t = W_n x_t + b_n
-      h_t = (1 - z_t) * h_{t-1} + z_t * n_t
-
-    Params: w [d, 2, h], b [2, h]; no recurrent weights, so the whole gate
-    computation is in `project` and the step is an element-wise linear recurrence.
-    """
-
-    bias: bool = True
-
-    def init(self, key, dtype=jnp.float32) -> Params:
-        return _gated_params(self, key, 2, dtype, recurrent=False)
-
-    def project(self, params, xs):
-        xz, xn = _project(self, params, xs)
-        return jax.nn.sigmoid(xz), xn
-
-    def step(self, params, h, xp, matmul=gate_matmul):
-        z, n = xp
-        h = h + z * (n - h)
         return h, h

@@ -1,7 +1,9 @@
 """Flax NNX layers: thin owners of parameters that call the cells and the scan engine.
 
 Every layer is called as `outputs, carry = layer(x, seq_lengths=None, initial_carry=None)`
-with x [batch, time, input_size] and outputs [batch, time, output_size].
+with x [batch, time, input_size] and outputs [batch, time, output_size]; `resets=` [batch, time]
+bool (segment starts, see `scan_cell`) is passed on to every layer when given. The blocks of
+`gatedrnn.nn.blocks` (Hawk, Griffin, minGRU/minLSTM, LRU) are layers too (`build_rnn(block=)`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from gatedrnn.cells.base import Params
 from gatedrnn.losses import sequence_mask
 from gatedrnn.nn.params import param_values
 from gatedrnn.scan import SCAN_FIELDS, ScanOptions, scan_cell, with_overrides
-from gatedrnn.validation import check_choice, check_positive
+from gatedrnn.validation import ConfigError, check_choice, check_positive
 
 
 class RNN(nnx.Module):
@@ -62,8 +64,9 @@ class RNN(nnx.Module):
     def initial_carry(self, batch_size: int, dtype=jnp.float32):
         return self.cell.initial_carry((batch_size,), dtype)
 
-    def __call__(self, x, seq_lengths=None, initial_carry=None):
-        """x [batch, time, input_size] -> (outputs [batch, time, output_size], carry)."""
+    def __call__(self, x, seq_lengths=None, initial_carry=None, resets=None):
+        """x [batch, time, input_size] -> (outputs [batch, time, output_size], carry).
+        resets [batch, time] bool: segment starts (see `scan_cell`)."""
         return scan_cell(
             self.cell,
             param_values(self.params),
@@ -71,6 +74,7 @@ class RNN(nnx.Module):
             initial_carry=initial_carry,
             seq_lengths=seq_lengths,
             reverse=self.reverse,
+            resets=resets,
             options=self.scan,
         )
 
@@ -111,10 +115,10 @@ class Bidirectional(nnx.Module):
     def initial_carry(self, batch_size: int, dtype=jnp.float32):
         return (self.forward.initial_carry(batch_size, dtype), self.backward.initial_carry(batch_size, dtype))
 
-    def __call__(self, x, seq_lengths=None, initial_carry=None):
+    def __call__(self, x, seq_lengths=None, initial_carry=None, resets=None):
         carry_f, carry_b = (None, None) if initial_carry is None else initial_carry
-        y_f, carry_f = self.forward(x, seq_lengths=seq_lengths, initial_carry=carry_f)
-        y_b, carry_b = self.backward(x, seq_lengths=seq_lengths, initial_carry=carry_b)
+        y_f, carry_f = self.forward(x, seq_lengths=seq_lengths, initial_carry=carry_f, resets=resets)
+        y_b, carry_b = self.backward(x, seq_lengths=seq_lengths, initial_carry=carry_b, resets=resets)
         return MERGES[self.merge](y_f, y_b), (carry_f, carry_b)
 
 
@@ -151,12 +155,14 @@ class Stack(nnx.Module):
     def initial_carry(self, batch_size: int, dtype=jnp.float32):
         return [layer.initial_carry(batch_size, dtype) for layer in self.layers]
 
-    def __call__(self, x, seq_lengths=None, initial_carry=None):
+    def __call__(self, x, seq_lengths=None, initial_carry=None, resets=None):
         carries = []
+        extra = {} if resets is None else {"resets": resets}  # segment starts, for every layer
         for k, layer in enumerate(self.layers):
             if k > 0 and self.dropout is not None:
                 x = self.dropout(x)
-            y, carry = layer(x, seq_lengths=seq_lengths, initial_carry=None if initial_carry is None else initial_carry[k])
+            y, carry = layer(x, seq_lengths=seq_lengths, initial_carry=None if initial_carry is None else initial_carry[k],
+                             **extra)
             x = self.connect(layer, x, y, seq_lengths)
             carries.append(carry)
         return x, carries
@@ -184,30 +190,55 @@ def build_rnn(
     dropout: float = 0.0,
     residual: bool = False,
     scan: ScanOptions | None = None,
+    block: str | None = None,
+    block_options: dict[str, Any] | None = None,
     **cell_options,
 ) -> Stack:
     """A `Stack` of `num_layers` layers of a registered cell, optionally bidirectional.
 
     `scan` (a `ScanOptions`) is how every layer runs; keyword options named like its fields
-    (`unroll=`, `remat=`, `dtype=`, `vjp=`, `projection_chunk=`, `mode=`) override them, and
-    the other keyword options go to the cell.
+    (`unroll=`, `remat=`, `dtype=`, `vjp=`, `projection_chunk=`, `mode=`, `parallel_chunk=`)
+    override them, and the other keyword options go to the cell.
+
+    `block` (None: plain `RNN` layers) makes every layer a block of `gatedrnn.nn.blocks` around
+    the cell, the cell then of width hidden_size -> hidden_size: "hawk" (Griffin/Hawk's
+    recurrent block), "griffin" (their residual block: RMSNorm, the recurrent block, gated
+    MLP), "min" (RMSNorm, cell, residual) or "lru" (LayerNorm, cell, GeLU, GLU, residual);
+    `block_options` go to `make_block` (e.g. {"conv_width": 4, "mlp_expansion": 3}). A layer
+    whose input size differs from hidden_size projects its input first (the residual blocks) or
+    reads it directly (hawk's linear maps). The residual blocks refuse `residual=True` (they
+    have their own skip connection).
 
     Example:
       rnn = build_rnn("lstm", 8, 32, num_layers=2, bidirectional=True, rngs=nnx.Rngs(0),
                       scan=ScanOptions(remat=True))
       outputs, carries = rnn(x, seq_lengths=lengths)   # x [b, t, 8] -> outputs [b, t, 64]
+      griffin = build_rnn("rglru", 8, 32, num_layers=2, block="griffin", rngs=nnx.Rngs(0), num_heads=4)
     """
     check_positive("model.num_layers", num_layers)
     scan = with_overrides(scan, **{k: cell_options.pop(k) for k in SCAN_FIELDS if k in cell_options})
+    if block is not None:
+        from gatedrnn.nn.blocks import BLOCKS, RESIDUAL_BLOCKS, make_block  # here: the blocks build on RNN
+
+        check_choice("model.block", block, BLOCKS)
+        if residual and block in RESIDUAL_BLOCKS:
+            raise ConfigError(f"model.residual=True is not valid with model.block={block!r}, which has its own "
+                              "residual connection; use model.residual=False")
     layers = []
     size = input_size
+    kw = dict(rngs=rngs, scan=scan)
     for _ in range(num_layers):
-        cell_def = make_cell(cell, size, hidden_size, **cell_options)
-        kw = dict(rngs=rngs, scan=scan)
-        if bidirectional:
-            layer = Bidirectional(RNN(cell_def, **kw), RNN(cell_def, reverse=True, **kw), merge=merge)
+        if block is None:
+            cell_def = make_cell(cell, size, hidden_size, **cell_options)
         else:
-            layer = RNN(cell_def, **kw)
+            cell_def = make_cell(cell, hidden_size, hidden_size, **cell_options)
+
+        def make(reverse: bool, cell_def=cell_def, size=size):
+            if block is None:
+                return RNN(cell_def, reverse=reverse, **kw)
+            return make_block(block, cell_def, size, hidden_size, reverse=reverse, **kw, **(block_options or {}))
+
+        layer = Bidirectional(make(False), make(True), merge=merge) if bidirectional else make(False)
         layers.append(layer)
         size = layer.output_size
     return Stack(layers, dropout=dropout, residual=residual, rngs=rngs)

@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from gatedrnn.cells import LSTMCarry, MinGRU
+from gatedrnn.cells import LSTMCarry
 from gatedrnn.cells.base import Cell, Params, WrappedCell, gate_matmul
 from gatedrnn.nn.layers import RNN, Bidirectional, Stack
 from gatedrnn.nn.params import param_values
@@ -143,8 +143,9 @@ class RegularizedRNN(nnx.Module):
         for name, rate in (("input_dropout", input_dropout), ("recurrent_dropout", recurrent_dropout),
                            ("output_dropout", output_dropout), ("zoneout", zoneout)):
             _check_rate(name, rate)
-        if recurrent_dropout > 0 and isinstance(layer.cell, MinGRU):
-            raise ValueError("recurrent_dropout has nothing to drop in MinGRU (no recurrent weights); use zoneout or 0")
+        if recurrent_dropout > 0 and layer.cell.linear:
+            raise ValueError(f"recurrent_dropout has nothing to drop in {type(layer.cell).__name__} (a linear "
+                             "recurrence: no recurrent weights); use zoneout or 0")
         self.layer = layer
         self.rates = dict(input=input_dropout, recurrent=recurrent_dropout, output=output_dropout, zoneout=zoneout)
         self.rngs = rngs
@@ -189,7 +190,7 @@ class RegularizedRNN(nnx.Module):
         return Masks(dropout(r["input"], (batch, self.input_size)), recurrent, zoneout,
                      dropout(r["output"], (batch, self.output_size)))
 
-    def apply_masks(self, x, masks: Masks, seq_lengths=None, initial_carry=None):
+    def apply_masks(self, x, masks: Masks, seq_lengths=None, initial_carry=None, resets=None):
         """The forward pass with given masks: x [b, t, d] -> (outputs [b, t, h], carry)."""
         if masks.input is not None:
             x = x * masks.input[:, None, :]
@@ -199,15 +200,16 @@ class RegularizedRNN(nnx.Module):
         if masks.recurrent is not None:
             params["recurrent_mask"] = masks.recurrent
         ys, carry = scan_cell(self.cell, params, x, initial_carry=initial_carry, seq_lengths=seq_lengths,
-                              reverse=self.layer.reverse, options=self.layer.scan)
+                              reverse=self.layer.reverse, resets=resets, options=self.layer.scan)
         if masks.output is not None:
             ys = ys * masks.output[:, None, :].astype(ys.dtype)
         return ys, carry
 
-    def __call__(self, x, seq_lengths=None, initial_carry=None):
+    def __call__(self, x, seq_lengths=None, initial_carry=None, resets=None):
         if x.ndim != 3:
             raise ValueError(f"x must be [batch, time, {self.input_size}], got shape {x.shape}")
-        return self.apply_masks(x, self.draw_masks(x.shape[0], x.shape[1], x.dtype), seq_lengths, initial_carry)
+        return self.apply_masks(x, self.draw_masks(x.shape[0], x.shape[1], x.dtype), seq_lengths, initial_carry,
+                                resets)
 
 
 def regularize(stack: Stack, *, rngs: nnx.Rngs, **rates: float) -> Stack:

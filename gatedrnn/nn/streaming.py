@@ -28,7 +28,7 @@ from flax import nnx
 from gatedrnn.cells.base import Cell, Params, WrappedCell, gate_matmul
 from gatedrnn.nn.layers import RNN, Bidirectional, Stack
 from gatedrnn.nn.params import param_values, standard_promotion
-from gatedrnn.scan import scan_cell, select
+from gatedrnn.scan import select
 from gatedrnn.validation import check_positive
 
 
@@ -40,6 +40,9 @@ def reset_carry(carry: Any, reset: jax.Array, initial: Any) -> Any:
 @dataclasses.dataclass(frozen=True)
 class ResettingCell(WrappedCell):
     """Wraps a cell so that a reset flag, carried as one extra input feature, zeroes the carry.
+
+    The engine's own `resets=` (`scan_cell`, every layer) does this for any cell and mode; this
+    wrapper is the step-level statement of the same rule (tests use it as a reference).
 
     xs [..., d + 1]: the last feature is the flag (> 0.5 = reset before this step).
     step: carry <- where(flag, initial_carry, carry); then the wrapped cell's step.
@@ -72,12 +75,6 @@ def _rnn_layers(layer) -> list[RNN]:
     return layers
 
 
-def _run_with_resets(layer: RNN, x, carry, resets, seq_lengths):
-    flags = resets.astype(x.dtype)[:, :, None]
-    return scan_cell(ResettingCell.wrap(layer.cell), param_values(layer.params), jnp.concatenate([x, flags], axis=-1),
-                     initial_carry=carry, seq_lengths=seq_lengths, options=layer.scan)
-
-
 def stream(layer: RNN | Stack, chunk: jax.Array, carry: Any = None, *, reset: jax.Array | None = None,
            resets: jax.Array | None = None, seq_lengths: jax.Array | None = None) -> tuple[jax.Array, Any]:
     """Runs one chunk [b, t, d] of a stream from `carry` (None: the initial carry).
@@ -86,7 +83,7 @@ def stream(layer: RNN | Stack, chunk: jax.Array, carry: Any = None, *, reset: ja
     marked steps. seq_lengths [b] marks a shorter last chunk; the returned carry is then each
     stream's last valid one. Returns (outputs [b, t, h], carry for the next chunk).
     """
-    layers = _rnn_layers(layer)
+    _rnn_layers(layer)  # unidirectional only
     b = chunk.shape[0]
     if carry is None:
         carry = layer.initial_carry(b)
@@ -94,21 +91,9 @@ def stream(layer: RNN | Stack, chunk: jax.Array, carry: Any = None, *, reset: ja
         if reset.shape != (b,) or reset.dtype != jnp.bool_:
             raise ValueError(f"reset must be bool of shape [batch]=({b},), got {reset.shape} {reset.dtype}")
         carry = reset_carry(carry, reset, layer.initial_carry(b))
-    if resets is None:
-        return layer(chunk, seq_lengths=seq_lengths, initial_carry=carry)
-    if resets.shape != chunk.shape[:2] or resets.dtype != jnp.bool_:
+    if resets is not None and (resets.shape != chunk.shape[:2] or resets.dtype != jnp.bool_):
         raise ValueError(f"resets must be bool of shape [batch, time]={chunk.shape[:2]}, got {resets.shape} {resets.dtype}")
-    if not isinstance(layer, Stack):
-        return _run_with_resets(layer, chunk, carry, resets, seq_lengths)
-    # the Stack's own forward pass (dropout between layers, residuals), with resets in every layer
-    x, carries = chunk, []
-    for k, sub in enumerate(layers):
-        if k > 0 and layer.dropout is not None:
-            x = layer.dropout(x)
-        y, c = _run_with_resets(sub, x, carry[k], resets, seq_lengths)
-        x = layer.connect(sub, x, y, seq_lengths)
-        carries.append(c)
-    return x, carries
+    return layer(chunk, seq_lengths=seq_lengths, initial_carry=carry, resets=resets)  # the engine resets the carry
 
 
 class RecurrentState(nnx.Variable):

@@ -13,6 +13,7 @@ from typing import Any, Iterable
 
 import ml_collections
 
+from gatedrnn.nn.blocks import BLOCKS
 from gatedrnn.scan import ScanOptions
 from gatedrnn.validation import ConfigError, check_choice, check_non_negative, check_positive
 
@@ -48,6 +49,9 @@ def default_config() -> ml_collections.ConfigDict:
     c.model.bidirectional = False
     c.model.dropout = 0.0
     c.model.residual = False
+    # None (plain RNN layers) or a block of gatedrnn.nn.blocks around the cell: "hawk", "griffin", "min", "lru"
+    c.model.block = ml_collections.FieldReference(None, field_type=str)
+    c.model.block_options = ml_collections.ConfigDict()  # the block's keyword options, e.g. {'mlp_expansion': 3}
     c.model.scan = scan_config()
 
     c.train = ml_collections.ConfigDict()
@@ -94,12 +98,13 @@ def scan_config() -> ml_collections.ConfigDict:
     `gatedrnn.scan_cell`), with ScanOptions' defaults; `ScanOptions.from_config` reads it."""
     defaults = ScanOptions()
     c = ml_collections.ConfigDict()
-    c.mode = defaults.mode  # "sequential"
+    c.mode = defaults.mode  # "auto" (parallel for linear cells), "sequential" or "parallel"
     c.vjp = defaults.vjp  # "fused", "replay" or "autodiff"
     # typed `object` so that an override may change the type: remat=True or 4, projection_chunk=None
     c.remat = ml_collections.FieldReference(defaults.remat, field_type=object)  # False, True/"sqrt", or a chunk length
     c.unroll = ml_collections.FieldReference(defaults.unroll, field_type=object)  # a positive int, or True (fully)
     c.projection_chunk = ml_collections.FieldReference(defaults.projection_chunk, field_type=object)  # int or None
+    c.parallel_chunk = ml_collections.FieldReference(defaults.parallel_chunk, field_type=object)  # int or None
     c.dtype = "float32"  # compute dtype; "bfloat16" for mixed precision (params stay float32)
     return c
 
@@ -128,6 +133,7 @@ def validate(config: ml_collections.ConfigDict, *, cells: Iterable[str], tasks: 
     """Checks the shared fields; a task checks its own `data` fields when it is built."""
     check_choice("task", config.task, tasks)
     check_choice("model.cell", config.model.cell, cells)
+    check_choice("model.block", config.model.get("block"), [None, *BLOCKS])
     for field in ("model.hidden_size", "model.num_layers", "train.num_steps", "train.batch_size",
                   "eval.every_steps", "eval.batch_size", "eval.num_batches", "log.every_steps",
                   "checkpoint.every_steps", "checkpoint.keep"):

@@ -63,6 +63,7 @@ def build_model(config: ml_collections.ConfigDict, task: Task, rngs: nnx.Rngs) -
         vocab_size=task.vocab_size, num_layers=m.num_layers, bidirectional=m.bidirectional, dropout=m.dropout,
         residual=m.residual, scan=ScanOptions.from_config(m.scan),
         cell_options=m.get("cell_options", {}).to_dict() if m.get("cell_options") else None,
+        block=m.get("block"), block_options=m.get("block_options", {}).to_dict() if m.get("block_options") else None,
     )
 
 

@@ -1,4 +1,4 @@
-"""The model a task trains: an optional embedding, a `build_rnn` stack and a linear readout."""
+"""The model a task trains: an optional embedding, a `build_rnn` stack (of RNN layers or blocks) and a linear readout."""
 
 from __future__ import annotations
 
@@ -42,6 +42,8 @@ class SequenceModel(nnx.Module):
         residual: bool = False,
         scan: ScanOptions | None = None,
         cell_options: dict[str, Any] | None = None,
+        block: str | None = None,
+        block_options: dict[str, Any] | None = None,
     ):
         check_choice("readout", readout, READOUTS)
         self.readout, self.bidirectional = readout, bidirectional
@@ -49,8 +51,8 @@ class SequenceModel(nnx.Module):
         dtype = scan.dtype  # the compute dtype of the embedding and head too
         self.embed = nnx.Embed(vocab_size, input_size, dtype=dtype, rngs=rngs) if vocab_size else None
         self.rnn = build_rnn(cell, input_size, hidden_size, num_layers=num_layers, bidirectional=bidirectional,
-                             dropout=dropout, residual=residual, scan=scan, rngs=rngs,
-                             **(cell_options or {}))
+                             dropout=dropout, residual=residual, scan=scan, rngs=rngs, block=block,
+                             block_options=block_options, **(cell_options or {}))
         self.head = nnx.Linear(self.rnn.output_size, output_size, dtype=dtype, rngs=rngs)
 
     def __call__(self, inputs: jax.Array, seq_lengths: jax.Array | None = None) -> jax.Array:

@@ -166,7 +166,7 @@ def test_regularize_wraps_every_layer_of_a_bidirectional_stack():
 def test_bad_rates():
     with pytest.raises(ValueError, match="zoneout must lie in"):
         RegularizedRNN(_layer(), rngs=nnx.Rngs(0), zoneout=1.0)
-    with pytest.raises(ValueError, match="nothing to drop in MinGRU"):
+    with pytest.raises(ValueError, match="nothing to drop in MinGRU \\(a linear recurrence"):
         RegularizedRNN(_layer("mingru"), rngs=nnx.Rngs(0), recurrent_dropout=0.1)
     with pytest.raises(ValueError, match="expects a Stack"):
         regularize(_layer(), rngs=nnx.Rngs(0), zoneout=0.1)

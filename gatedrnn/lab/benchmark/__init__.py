@@ -12,6 +12,8 @@ ours and Flax agree with torch and times them all interleaved. The rooms:
   timing.py       the agreement check (`OutputMismatch`), interleaved timing, `run_config`, `remat_report`
   report.py       the machine description and the markdown tables
   run.py          `Settings` (the script's flags), `build_configs`, `run_benchmark`: one whole run and its files
+  linear.py       the linear-cell suite (--suite=linear): each linear cell's parallel vs sequential mode,
+                  recurrentgemma's RG-LRU and torch's GRU/LSTM, fwd+bwd tokens/s, memory, the issue's targets
 """
 
 from gatedrnn.lab.benchmark.contestants import (
@@ -31,8 +33,24 @@ from gatedrnn.lab.benchmark.contestants import (
     torch_contestant,
     torch_module,
 )
-from gatedrnn.lab.benchmark.report import machine_info, remat_table, report_markdown, speed_table
-from gatedrnn.lab.benchmark.run import QUICK, Settings, build_configs, run_benchmark, settings_from_flags
+from gatedrnn.lab.benchmark.linear import (
+    LINEAR_CELLS,
+    LINEAR_SIZES,
+    contestant_names,
+    linear_targets,
+    run_linear,
+    run_linear_size,
+)
+from gatedrnn.lab.benchmark.report import linear_table, machine_info, remat_table, report_markdown, speed_table
+from gatedrnn.lab.benchmark.run import (
+    QUICK,
+    SUITES,
+    Settings,
+    build_configs,
+    check_linear,
+    run_benchmark,
+    settings_from_flags,
+)
 from gatedrnn.lab.benchmark.sizes import GATES, SIZES, Config, Size
 from gatedrnn.lab.benchmark.timing import (
     BF16_TOL,
@@ -47,7 +65,9 @@ from gatedrnn.lab.benchmark.timing import (
 )
 
 __all__ = [
-    "BF16_TOL", "FORWARD_TOL", "GATES", "GRAD_TOL", "MODES", "QUICK", "SIZES", "Config", "Contestant",
+    "BF16_TOL", "FORWARD_TOL", "GATES", "GRAD_TOL", "LINEAR_CELLS", "LINEAR_SIZES", "MODES", "QUICK", "SIZES",
+    "SUITES", "Config", "Contestant", "check_linear", "contestant_names", "linear_table", "linear_targets",
+    "run_linear", "run_linear_size",
     "OutputMismatch", "Settings", "Size", "bound_contestant", "build_configs", "check_agreement", "configure_layers",
     "contestant_name", "engine_vjp_variants", "flax_contestant", "flax_params", "jax_compile", "jax_contestant",
     "layer_apply", "machine_info", "memory_stats", "ours_contestant", "ours_stack", "remat_report", "remat_table",

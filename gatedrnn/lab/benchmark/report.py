@@ -16,6 +16,7 @@ import jax
 import numpy as np
 
 from gatedrnn.lab.benchmark.contestants import contestant_name, engine_vjp_variants
+from gatedrnn.lab.benchmark.linear import own_sequential
 from gatedrnn.lab.benchmark.sizes import Size
 from gatedrnn.lab.tables import markdown_table
 
@@ -128,6 +129,46 @@ def remat_table(rows: list[dict]) -> str:
     return markdown_table(header, cells)
 
 
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def linear_table(linear: dict) -> str:
+    """The linear suite (`run_linear`): one row per (size, contestant), fwd+bwd tokens/s and ratios."""
+    header = ["size", "contestant", "fwd+bwd tok/s", "× own sequential", "× torch GRU", "× torch LSTM",
+              "memory MB (kind)", "compile s", "timed calls", "note"]
+    rows = []
+    for r in linear["sizes"]:
+        size = f"{r['name']} ({Size(**r['size'])})"
+        for name, c in r["contestants"].items():
+            if c.get("skipped"):
+                rows.append([size, name, "-", "-", "-", "-", "-", "-", "0", c["skipped"]])
+                continue
+            ratios = r["ratios"][name]
+            mem = "-" if c["memory_bytes"] is None else f"{_mb(c['memory_bytes'])} ({c['memory_kind']})"
+            own = own_sequential(name)
+            notes = [f"vs {own}"] if own and ratios["own_sequential"] is not None else []
+            if not c["finite"]:
+                notes.append("NON-FINITE outputs")
+            rows.append([
+                size, name, f"{c['tokens_per_s']:,.0f}", _ratio(ratios["own_sequential"]), _ratio(ratios["torch_gru"]),
+                _ratio(ratios["torch_lstm"]), mem, "-" if c["compile_s"] is None else f"{c['compile_s']:.1f}",
+                str(len(c["seconds"])), "; ".join(notes),
+            ])
+    return markdown_table(header, rows)
+
+
+def linear_targets_lines(linear: dict) -> list[str]:
+    """One line per target of the issue: the measured ratio and whether it is met."""
+    lines = []
+    for t in linear["targets"]:
+        if t["value"] is None:
+            lines.append(f"- {t['target']}: not measured in this run (goal >= {t['goal']:g}x)")
+        else:
+            lines.append(f"- {t['target']}: {t['value']:.2f}x (goal >= {t['goal']:g}x: {'met' if t['met'] else 'NOT met'})")
+    return lines
+
+
 def report_markdown(report: dict, vjps: tuple[str | None, ...], command: str) -> str:
     """benchmark.md: the command, the machine, the speed table and the remat table."""
     m = report["machine"]
@@ -143,4 +184,18 @@ def report_markdown(report: dict, vjps: tuple[str | None, ...], command: str) ->
         lines += [speed_table(report["configs"], vjps)]
     if report["remat"]:
         lines += ["Remat (LSTM, B8 I32 H128, fwd+bwd):", "", remat_table(report["remat"])]
+    if report.get("linear"):
+        lin = report["linear"]
+        lines += [
+            f"Linear cells, fwd+bwd (grad of sum(y * g) w.r.t. params and x; input size = H), float32; "
+            f"torch on {m['torch_threads']} threads, XLA on {lin['jax_cpu_threads']} cores; "
+            f"budget {lin['budget_s']:g} s of calls per contestant and size. Memory: xla = temp + output bytes "
+            "of the compiled call (memory_analysis), rss = peak RSS growth during one torch call.",
+            "",
+            linear_table(lin),
+            "Targets:",
+            "",
+            *linear_targets_lines(lin),
+            "",
+        ]
     return "\n".join(lines)

@@ -16,18 +16,23 @@ import sys
 import time
 
 from gatedrnn.lab.benchmark.contestants import engine_vjp_variants
+from gatedrnn.lab.benchmark.linear import LINEAR_CELLS, LINEAR_SIZES, run_linear, usable_cpus
 from gatedrnn.lab.benchmark.report import machine_info, report_markdown
 from gatedrnn.lab.benchmark.sizes import GATES, SIZES, Config
 from gatedrnn.lab.benchmark.timing import remat_report, run_config
 from gatedrnn.lab.runtime import malloc_env_active
 from gatedrnn.lab.tables import write_text
-from gatedrnn.validation import ConfigError, check_choice
+from gatedrnn.validation import ConfigError, check_choice, check_positive
 
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    """The benchmark's flags (see experiments/benchmark.py); sizes are keys of `SIZES`."""
+    """The benchmark's flags (see experiments/benchmark.py); sizes are keys of `SIZES`, linear_sizes of
+    `LINEAR_SIZES`. `suite`: "classic" (LSTM/GRU vs torch and Flax, the remat report), "linear" (the
+    linear cells' parallel vs sequential modes, recurrentgemma and torch: `gatedrnn.lab.benchmark.linear`)
+    or "all"."""
 
+    suite: str = "classic"
     sizes: tuple[str, ...] = ("S1", "S2", "S3", "S4")
     cells: tuple[str, ...] = ("lstm", "gru")
     bidir_sizes: tuple[str, ...] = ("S1",)  # 2-layer bidirectional LSTM rows
@@ -39,11 +44,15 @@ class Settings:
     torch_threads: int | None = None  # default: os.cpu_count()
     unroll: int | None = None  # our layers' lax.scan unroll; default: the layer's
     out: str = "benchmarks"
+    linear_sizes: tuple[str, ...] = ("L1k", "L8k", "L64k")
+    linear_cells: tuple[str, ...] = LINEAR_CELLS
+    linear_budget_s: float = 30.0  # seconds of calls per linear contestant and size (at least one call)
 
 
 # --quick: tiny sizes, a smoke run of about a minute (as flag values; flags given explicitly still win)
 QUICK = {"sizes": ["Q"], "bidir_sizes": ["Q"], "bf16_sizes": ["Q"], "remat_lengths": ["16"], "remat_time_max": 16,
-         "repeats": 2, "min_time": 0.0}
+         "repeats": 2, "min_time": 0.0, "linear_sizes": ["LQ"]}
+SUITES = ("classic", "linear", "all")
 
 
 def settings_from_flags(values: dict) -> Settings:
@@ -54,6 +63,17 @@ def settings_from_flags(values: dict) -> Settings:
     if bad:
         raise ConfigError(f"--remat_lengths={','.join(map(str, lengths))}: {bad[0]!r} is not a positive integer")
     return Settings(**{**values, "remat_lengths": tuple(int(t) for t in lengths)})
+
+
+def check_linear(settings: Settings) -> list:
+    """The linear suite's sizes (`LINEAR_SIZES` values); ConfigError names a bad suite, size, cell or budget."""
+    check_choice("--suite", settings.suite, SUITES)
+    for size in settings.linear_sizes:
+        check_choice("--linear_sizes", size, LINEAR_SIZES)
+    for cell in settings.linear_cells:
+        check_choice("--linear_cells", cell, LINEAR_CELLS)
+    check_positive("--linear_budget_s", settings.linear_budget_s, integer=False)
+    return [LINEAR_SIZES[s] for s in settings.linear_sizes]
 
 
 def build_configs(settings: Settings) -> list[Config]:
@@ -76,8 +96,10 @@ def run_benchmark(settings: Settings, command: str) -> dict:
     """
     import torch
 
-    configs = build_configs(settings)
-    torch.set_num_threads(settings.torch_threads or os.cpu_count() or 1)
+    linear_sizes = check_linear(settings)
+    classic = settings.suite in ("classic", "all")
+    configs = build_configs(settings) if classic else []
+    torch.set_num_threads(settings.torch_threads or usable_cpus())
     start = time.perf_counter()
     vjps = engine_vjp_variants()
     report: dict = {"machine": machine_info(), "settings": dataclasses.asdict(settings), "configs": [], "remat": []}
@@ -88,10 +110,13 @@ def run_benchmark(settings: Settings, command: str) -> dict:
         print(f"[benchmark] {config.name} ({config.size})", file=sys.stderr, flush=True)
         report["configs"].append(run_config(config, vjps=vjps, repeats=settings.repeats, min_time=settings.min_time,
                                             unroll=settings.unroll))
-    if settings.remat_lengths:
+    if classic and settings.remat_lengths:
         print(f"[benchmark] remat report T={list(settings.remat_lengths)}", file=sys.stderr, flush=True)
         report["remat"] = remat_report(list(settings.remat_lengths), vjps=vjps, time_max=settings.remat_time_max,
                                        repeats=settings.repeats, unroll=settings.unroll)
+    if settings.suite in ("linear", "all"):
+        report["linear"] = run_linear(linear_sizes, cells=settings.linear_cells, repeats=settings.repeats,
+                                      min_time=settings.min_time, budget_s=settings.linear_budget_s)
     report["wall_s"] = time.perf_counter() - start
     report["machine"]["loadavg_1_5_15_end"] = list(os.getloadavg())
 
