@@ -414,18 +414,27 @@ def _reverse_grad(a: jax.Array, h: jax.Array, h0: jax.Array, g: jax.Array):
     return g, g * h_prev, a[0] * g[0]
 
 
-@jax.custom_vjp
 def linear_scan(a: jax.Array, b: jax.Array, h0: jax.Array) -> jax.Array:
-    """All states of h_t = a_t h_{t-1} + b_t at once: a, b [t, ...] (same shape), h0 [...].
+    """All states of h_t = a_t h_{t-1} + b_t at once: a, b [t, ...] (a broadcast to b), h0 [...].
 
-    One `lax.associative_scan` (O(log t) depth); its VJP is one more, in reverse.
+    One `lax.associative_scan` (O(log t) depth); its VJP is one more, in reverse. Real or
+    complex; runs in b's dtype.
     """
+    b, h0 = jnp.asarray(b), jnp.asarray(h0)
+    a = jnp.broadcast_to(jnp.asarray(a), b.shape)
+    if b.ndim < 1 or h0.shape != b.shape[1:]:
+        raise ValueError(f"linear_scan needs b [t, ...] and h0 of b's trailing shape, got {b.shape} and {h0.shape}")
+    return _linear_scan(a, b, h0)
+
+
+@jax.custom_vjp
+def _linear_scan(a, b, h0):
     b = b.at[0].add(a[0] * h0)
     return jax.lax.associative_scan(_linear_op, (a, b), axis=0)[1]
 
 
 def _linear_scan_fwd(a, b, h0):
-    h = linear_scan(a, b, h0)
+    h = _linear_scan(a, b, h0)
     return h, (a, h, h0)
 
 
@@ -435,20 +444,29 @@ def _linear_scan_bwd(saved, dh):
     return d_a, d_b, d_h0
 
 
-linear_scan.defvjp(_linear_scan_fwd, _linear_scan_bwd)
+_linear_scan.defvjp(_linear_scan_fwd, _linear_scan_bwd)
 
 
-@jax.custom_vjp
 def log_linear_scan(log_a: jax.Array, log_b: jax.Array, h0: jax.Array) -> jax.Array:
     """`linear_scan` for positive coefficients given as logs (minGRU's log-space form):
     (log A_t, log B_t) by the log-space operator, then h_t = A_t h0 + B_t (h0 of any sign).
-    log a = -inf is a reset (a = 0), log b = -inf is b = 0."""
+    log a = -inf is a reset (a = 0), log b = -inf is b = 0. Leaves [t, ...], h0 [...]."""
+    log_b, h0 = jnp.asarray(log_b), jnp.asarray(h0)
+    log_a = jnp.broadcast_to(jnp.asarray(log_a), log_b.shape)
+    if log_b.ndim < 1 or h0.shape != log_b.shape[1:]:
+        raise ValueError(f"log_linear_scan needs log_b [t, ...] and h0 of its trailing shape, "
+                         f"got {log_b.shape} and {h0.shape}")
+    return _log_linear_scan(log_a, log_b, h0)
+
+
+@jax.custom_vjp
+def _log_linear_scan(log_a, log_b, h0):
     log_a_cum, log_b_cum = jax.lax.associative_scan(_log_op, (log_a, log_b), axis=0)
     return jnp.exp(log_a_cum) * h0[None] + jnp.exp(log_b_cum)
 
 
 def _log_linear_scan_fwd(log_a, log_b, h0):
-    h = log_linear_scan(log_a, log_b, h0)
+    h = _log_linear_scan(log_a, log_b, h0)
     return h, (log_a, log_b, h, h0)
 
 
@@ -459,7 +477,7 @@ def _log_linear_scan_bwd(saved, dh):
     return d_a * a, d_b * jnp.exp(log_b), d_h0  # d log x = x d x
 
 
-log_linear_scan.defvjp(_log_linear_scan_fwd, _log_linear_scan_bwd)
+_log_linear_scan.defvjp(_log_linear_scan_fwd, _log_linear_scan_bwd)
 
 
 def _parallel_run(cell, params, h0, inputs):
@@ -481,7 +499,7 @@ def _parallel_run(cell, params, h0, inputs):
             log_a = jnp.where(r, -jnp.inf, log_a)
         if m is not None:
             log_a, log_b = jnp.where(m, log_a, 0), jnp.where(m, log_b, -jnp.inf)
-        h = log_linear_scan(log_a, log_b, h0)
+        h = _log_linear_scan(log_a, log_b, h0)
     else:
         a, b = cell.linear_recurrence(params, xp, resets)
         b = b.astype(acc)
@@ -490,7 +508,7 @@ def _parallel_run(cell, params, h0, inputs):
             a = jnp.where(r, 0, a)
         if m is not None:
             a, b = jnp.where(m, a, 1), jnp.where(m, b, 0)
-        h = linear_scan(a, b, h0)
+        h = _linear_scan(a, b, h0)
     compute = xs.dtype if not jnp.issubdtype(acc, jnp.complexfloating) else acc
     ys = cell.readout(params, h.astype(compute), xp)
     if m is not None:

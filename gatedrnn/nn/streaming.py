@@ -63,7 +63,8 @@ class ResettingCell(WrappedCell):
         xp, flag = xp
         leaf = jax.tree.leaves(carry)[0]
         carry = reset_carry(carry, flag, self.inner.initial_carry(flag.shape, leaf.dtype))
-        return self.inner.step(params, carry, xp, matmul=matmul)
+        extra = {"reset": flag} if self.inner.linear else {}  # a linear cell may change b_t at a reset (RG-LRU)
+        return self.inner.step(params, carry, xp, matmul=matmul, **extra)
 
 
 def _rnn_layers(layer) -> list[RNN]:

@@ -5,6 +5,8 @@ lengths, bidirectional stacks, chunked runs with carries, jit, and training thro
 
 import functools
 import math
+import os
+import runpy
 
 import jax
 import jax.numpy as jnp
@@ -30,8 +32,13 @@ from gatedrnn.nn.blocks import (
 )
 from gatedrnn.nn.layers import Bidirectional
 from gatedrnn.nn.params import param_values
+from gatedrnn.tasks.registry import make_task
+from gatedrnn.train import train_and_evaluate
+from gatedrnn.train.loop import make_experiment
 from gatedrnn.train.model import SequenceModel
 from gatedrnn.validation import ConfigError
+
+from paths import REPO
 
 _REASON = "RECURRENTGEMMA-MISSING: the Hawk block reference tests need pip install recurrentgemma"
 B, T = 3, 9
@@ -40,6 +47,8 @@ B, T = 3, 9
 SEGMENT_POS = np.array([[0, 1, 2, 0, 0, 1, 2, 0, 1], list(range(T)), [4, 5, 6, 7, 8, 0, 1, 2, 3]])
 RESETS = jnp.asarray(SEGMENT_POS == 0)
 LENGTHS = jnp.array([9, 4, 6])
+VALID = (jnp.arange(T)[None, :] < LENGTHS[:, None])[..., None]  # [B, T, 1]
+X = jax.random.normal(jax.random.key(11), (B, T, 5))
 
 
 def _rg(module: str):
@@ -248,16 +257,20 @@ def _np_linear(x, linear):
     return x @ np.asarray(linear.kernel[...], np.float64) + np.asarray(linear.bias[...], np.float64)
 
 
+@pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("cell", [MinGRU(8, 8, expansion=2.0), MinLSTM(8, 8, expansion=1.5)], ids=["mingru", "minlstm"])
-def test_min_block_is_x_plus_cell_of_rmsnorm(cell):
-    block = MinBlock(8, cell, input_size=5, rngs=nnx.Rngs(0))
+def test_min_block_is_x_plus_cell_of_rmsnorm(cell, reverse):
+    """... with the cell run by the engine itself, reverse and resets included (the block's own
+    flipping of sequences and segments agrees with `scan_cell(reverse=True, resets=)`)."""
+    block = MinBlock(8, cell, input_size=5, rngs=nnx.Rngs(0), reverse=reverse)
     block.norm.scale[...] = jax.random.normal(jax.random.key(3), (8,))
     x = jax.random.normal(jax.random.key(1), (B, T, 5))
-    got, carry = block(x, resets=RESETS)
+    got, carry = _run(block, x, LENGTHS, None, RESETS)
     u = _np_linear(np.asarray(x, np.float64), block.input_proj)
-    h, want_carry = scan_cell(cell, param_values(block.rnn.params), jnp.asarray(_np_rmsnorm(u, block.norm.scale[...]),
-                              jnp.float32), resets=RESETS, mode="sequential")
-    _close(got, u + np.asarray(h), atol=1e-5)
+    normed = jnp.asarray(_np_rmsnorm(u, block.norm.scale[...]), jnp.float32)
+    h, want_carry = scan_cell(cell, param_values(block.rnn.params), normed, seq_lengths=LENGTHS, resets=RESETS,
+                              reverse=reverse, mode="sequential")
+    _close(got, np.where(VALID, u + np.asarray(h), 0), atol=1e-5)
     _close(carry, want_carry, atol=1e-5)
     assert carry.shape == (B, cell.state_size)
 
@@ -295,55 +308,60 @@ def _perturb_module(block, seed=5):
     return block
 
 
-X = jax.random.normal(jax.random.key(11), (B, T, 5))
-VALID = (jnp.arange(T)[None, :] < LENGTHS[:, None])[..., None]
-
-
 @pytest.mark.parametrize("name", sorted(BLOCKS))
 def test_padding_changes_no_valid_output_or_gradient_and_padded_outputs_are_zero(name):
     block = _perturb_module(_block(name))
     x_nan = jnp.where(VALID, X, jnp.nan)
-    y, carry = block(x_nan, seq_lengths=LENGTHS, resets=RESETS)
+    y, carry = _run(block, x_nan, LENGTHS, None, RESETS)
     np.testing.assert_array_equal(jnp.where(VALID, 0.0, y), 0.0)
     for b, n in enumerate(np.asarray(LENGTHS)):
-        alone, c = block(X[b:b + 1, :n], resets=RESETS[b:b + 1, :n])
+        alone, c = _run(block, X[b:b + 1, :n], None, None, RESETS[b:b + 1, :n])
         _close(y[b:b + 1, :n], alone, atol=1e-5)
         _close(jax.tree.map(lambda a: a[b:b + 1], carry), c, atol=1e-5)
 
     ct = jax.random.normal(jax.random.key(2), y.shape)
-
-    def loss(block, x):
-        return jnp.sum(block(x, seq_lengths=LENGTHS, resets=RESETS)[0] * ct)
-
-    g_nan, gx_nan = nnx.grad(loss, argnums=(0, 1))(block, x_nan)
-    g_zero, _ = nnx.grad(loss, argnums=(0, 1))(block, jnp.where(VALID, X, 0.0))
+    loss = lambda block, x: jnp.sum(block(x, seq_lengths=LENGTHS, resets=RESETS)[0] * ct)  # noqa: E731
+    grad = nnx.jit(nnx.grad(loss, argnums=(0, 1)))
+    g_nan, gx_nan = grad(block, x_nan)
+    g_zero, _ = grad(block, jnp.where(VALID, X, 0.0))
     assert all(np.isfinite(a).all() for a in jax.tree.leaves(g_nan))
     _close(nnx.to_pure_dict(g_nan), nnx.to_pure_dict(g_zero), atol=1e-6)
     np.testing.assert_array_equal(jnp.where(VALID, 0.0, gx_nan), 0.0)
 
 
-def _segments(row_resets, n):
-    starts = [t for t in range(n) if t == 0 or row_resets[t]]
-    return [(s, e) for s, e in zip(starts, starts[1:] + [n])]
+def _reversed_segments(x, resets, lengths):
+    """Every segment of every row, reversed, as rows of one padded batch: (xs, lengths, starts,
+    where) with starts True at a reversed segment's first step unless the segment ends the
+    sequence (running backwards, the last valid step continues the initial carry, as
+    `scan_cell(reverse=True, resets=)` does) and where[i] = (row, s, e)."""
+    x, resets = np.asarray(x), np.asarray(resets)
+    rows, where = [], []
+    for b, n in enumerate(np.asarray(lengths)):
+        starts = [t for t in range(n) if t == 0 or resets[b, t]]
+        where += [(b, s, e) for s, e in zip(starts, starts[1:] + [n])]
+    xs = np.zeros((len(where), x.shape[1], x.shape[2]), x.dtype)
+    starts = np.zeros((len(where), x.shape[1]), bool)
+    for i, (b, s, e) in enumerate(where):
+        xs[i, :e - s] = x[b, s:e][::-1]
+        starts[i, 0] = e < lengths[b]
+        rows.append(e - s)
+    return jnp.asarray(xs), jnp.asarray(rows), jnp.asarray(starts), where
 
 
 @pytest.mark.parametrize("name", sorted(BLOCKS))
 def test_reverse_is_the_forward_block_on_each_segment_flipped_within_its_length(name):
     block = _perturb_module(_block(name))
-    block.reverse = True
-    y, _ = block(X, seq_lengths=LENGTHS)
-    block.reverse = False
-    y_f, _ = block(flip_sequences(X, LENGTHS), seq_lengths=LENGTHS)
+    backward = nnx.clone(block)
+    backward.reverse = True
+    y, _ = _run(backward, X, LENGTHS)
+    y_f, _ = _run(block, flip_sequences(X, LENGTHS), LENGTHS)
     _close(y, flip_sequences(y_f, LENGTHS), atol=1e-5)
     # with documents: each one runs backwards on its own
-    block.reverse = True
-    y, _ = block(X, seq_lengths=LENGTHS, resets=RESETS)
-    block.reverse = False
-    for b, n in enumerate(np.asarray(LENGTHS)):
-        for s, e in _segments(np.asarray(RESETS[b]), n):
-            start = jnp.arange(e - s)[None, :] == 0  # a segment start (the RG-LRU drops its normalisation there)
-            alone, _ = block(X[b:b + 1, s:e][:, ::-1], resets=start)
-            _close(y[b:b + 1, s:e], alone[:, ::-1], atol=1e-5, err_msg=f"row {b} segment {s}:{e}")
+    y, _ = _run(backward, X, LENGTHS, None, RESETS)
+    xs, lengths, starts, where = _reversed_segments(X, RESETS, LENGTHS)
+    alone, _ = _run(block, xs, lengths, None, starts)
+    for i, (b, s, e) in enumerate(where):
+        _close(y[b, s:e], alone[i, :e - s][::-1], atol=1e-5, err_msg=f"row {b} segment {s}:{e}")
 
 
 @pytest.mark.parametrize("name", sorted(BLOCKS))
@@ -351,9 +369,9 @@ def test_chunks_run_one_after_another_from_the_carry_equal_one_pass(name):
     """The carry (conv state included) continues a sequence exactly, across document starts at
     a chunk's end (t = 3, 4) and in the next chunk; also what SequenceModel.step relies on."""
     block = _perturb_module(_block(name))
-    y, carry = block(X, resets=RESETS)
-    y1, c1 = block(X[:, :5], resets=RESETS[:, :5])
-    y2, c2 = block(X[:, 5:], initial_carry=c1, resets=RESETS[:, 5:])
+    y, carry = _run(block, X, None, None, RESETS)
+    y1, c1 = _run(block, X[:, :4], None, None, RESETS[:, :4])
+    y2, c2 = _run(block, X[:, 4:], None, c1, RESETS[:, 4:])
     _close(jnp.concatenate([y1, y2], axis=1), y, atol=1e-5)
     _close(c2, carry, atol=1e-5)
 
@@ -415,27 +433,28 @@ def test_sequence_model_with_a_block_steps_as_it_runs():
         _close(out, want[:, t], atol=1e-5, err_msg=f"step {t}")
 
 
+def _config(name: str):
+    return runpy.run_path(os.path.join(REPO, "configs", f"{name}.py"))["get_config"]("smoke")
+
+
 @pytest.mark.slow
 def test_adding_smoke_run_with_rglru_in_a_griffin_block(tmp_path):
-    from gatedrnn.train import train_and_evaluate
-
-    from test_loop import smoke_config
-
-    config = smoke_config(model__cell="rglru", model__block="griffin")
+    """configs/adding.py:smoke with --config.model.cell=rglru --config.model.block=griffin, end to end."""
+    config = _config("adding")
+    config.model.cell, config.model.block = "rglru", "griffin"
     config.log.tensorboard = False
     last = train_and_evaluate(config, str(tmp_path))
     assert last["step"] == config.train.num_steps
     assert math.isfinite(last["loss"]) and math.isfinite(last["eval_loss"])
 
 
-def test_a_causal_task_refuses_a_bidirectional_block_model():
-    import runpy
-
-    from gatedrnn.tasks.registry import make_task
-
-    from paths import REPO
-
-    config = runpy.run_path(f"{REPO}/configs/char_lm.py")["get_config"]("smoke")
+def test_config_builds_a_bidirectional_block_model_and_a_causal_task_refuses_it():
+    config = _config("adding")
+    config.model.cell, config.model.block, config.model.bidirectional = "mingru", "min", True
+    layer = make_experiment(config).abstract_params["rnn"]["layers"][0]
+    for direction in ("forward", "backward"):  # two MinBlocks, the adding task's 2 features projected to 8
+        assert layer[direction]["input_proj"]["kernel"].shape == (2, 8) and "norm" in layer[direction]
+    config = _config("char_lm")
     config.model.block, config.model.bidirectional = "griffin", True
     with pytest.raises(ConfigError, match="model.bidirectional=True is not valid for the causal task"):
         make_task(config)

@@ -171,3 +171,23 @@ def test_tbptt_learns_a_delay_across_chunk_boundaries():
     baseline = math.log(2)
     print(f"tbptt loss {final:.4f} vs baseline {baseline:.4f}")
     assert final < 0.2 * baseline, (final, baseline)
+
+
+@pytest.mark.parametrize("cell", ["mingru", "rglru"])
+def test_linear_cells_stream_in_parallel_mode_with_resets_as_the_step_level_reference(cell):
+    """Chunks of a parallel-mode stream, with per-step resets and a stream reset between chunks,
+    equal the wrapped cell that zeroes its carry step by step (sequential), over the whole stream."""
+    rnn = build_rnn(cell, 3, 4, num_layers=2, rngs=nnx.Rngs(0))
+    x = jax.random.normal(jax.random.key(1), (2, sum(SIZES), 3))
+    resets = jnp.zeros((2, sum(SIZES)), bool).at[0, 2].set(True).at[1, 6].set(True).at[1, 4].set(True)
+    outs, carry, start = [], None, 0
+    for n in SIZES:
+        y, carry = stream_jit(rnn, x[:, start:start + n], carry, resets=resets[:, start:start + n])
+        outs.append(y)
+        start += n
+    h, flags = x, resets.astype(x.dtype)[:, :, None]
+    for layer in rnn.layers:
+        h, last = scan_cell(ResettingCell.wrap(layer.cell), param_values(layer.params),
+                            jnp.concatenate([h, flags], axis=-1), mode="sequential")
+    np.testing.assert_allclose(jnp.concatenate(outs, axis=1), h, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(carry[-1], last, rtol=1e-5, atol=1e-5)

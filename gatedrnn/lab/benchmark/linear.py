@@ -62,8 +62,8 @@ TARGET_SIZE = (4, 8192, 64)  # (b, t, h) of the issue's torch target
 TARGETS = {"vs_torch_gru": 20.0, "vs_sequential": 5.0}  # mingru parallel / torch GRU; parallel / own sequential
 
 
-def parallel_name(cell: str) -> str:
-    return f"{cell} parallel"
+def parallel_name(cell: str, chunk: int | None = None) -> str:
+    return f"{cell} parallel" if chunk is None else f"{cell} parallel[chunk {chunk}]"
 
 
 def sequential_name(cell: str) -> str:
@@ -74,25 +74,32 @@ def rg_name(scan: str) -> str:
     return f"rglru recurrentgemma[{scan}]"
 
 
-def torch_name(cell: str) -> str:
-    return f"torch {cell.upper()}"
+def torch_name(cell: str, threads: int | None = None) -> str:
+    """"torch GRU": at the process's torch thread count (XLA's cores); "torch GRU[1 thread]": at `threads`."""
+    if threads is None:
+        return f"torch {cell.upper()}"
+    return f"torch {cell.upper()}[{threads} thread{'' if threads == 1 else 's'}]"
 
 
 def own_sequential(name: str) -> str | None:
     """The contestant `name` is compared with as "its own sequential mode", if any."""
-    if name.endswith(" parallel"):
-        return sequential_name(name.removesuffix(" parallel"))
+    cell, _, mode = name.partition(" ")
+    if mode.startswith("parallel"):
+        return sequential_name(cell)
     if name == rg_name("associative"):
         return rg_name("linear")
     return None
 
 
-def contestant_names(cells: tuple[str, ...]) -> list[str]:
-    """Every contestant of the suite for `cells`, in table order."""
-    names = [n for c in cells for n in (parallel_name(c), sequential_name(c))]
+def contestant_names(cells: tuple[str, ...], chunks: tuple[int, ...] = (), single_thread: bool = False) -> list[str]:
+    """Every contestant of the suite, in table order (`single_thread`: the torch[1 thread] rows too)."""
+    names = []
+    for c in cells:
+        names += [parallel_name(c), *(parallel_name(c, k) for k in chunks), sequential_name(c)]
     if "rglru" in cells:
         names += [rg_name(s) for s in RG_SCANS]
-    return names + [torch_name(c) for c in TORCH_CELLS]
+    names += [torch_name(c) for c in TORCH_CELLS]
+    return names + ([torch_name(c, 1) for c in TORCH_CELLS] if single_thread else [])
 
 
 @dataclasses.dataclass
