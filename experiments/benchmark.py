@@ -55,6 +55,8 @@ flags.DEFINE_string("suite", DEFAULT.suite, "classic (LSTM/GRU vs torch and Flax
 flags.DEFINE_list("linear_sizes", list(DEFAULT.linear_sizes), "Linear-suite sizes, of "
                   + ",".join(k for k in LINEAR_SIZES if k != "LQ") + " (run in this order).")
 flags.DEFINE_list("linear_cells", list(DEFAULT.linear_cells), "Linear-suite cells, of " + ",".join(LINEAR_CELLS) + ".")
+flags.DEFINE_list("linear_chunks", [str(k) for k in DEFAULT.linear_chunks],
+                  "Extra linear-suite rows '<cell> parallel[chunk K]' (scan_cell parallel_chunk=K) for each K.")
 flags.DEFINE_float("linear_budget_s", DEFAULT.linear_budget_s,
                    "Seconds of calls per linear contestant and size: fewer repeats past it, skipped when one "
                    "call predicted from the previous size exceeds it.")

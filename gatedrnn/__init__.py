@@ -7,6 +7,7 @@ from gatedrnn.cells import (
     LSTM,
     MGU,
     RGLRU,
+    S6,
     UGRNN,
     Cell,
     ElmanRNN,
@@ -23,6 +24,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CELLS", "GRU", "LSTM", "MGU", "UGRNN", "Cell", "ElmanRNN", "LSTMCarry", "MinGRU", "make_cell",
-    "LRU", "RGLRU", "LinearCell", "MinLSTM",
+    "LRU", "RGLRU", "LinearCell", "MinLSTM", "S6",
     "RNN", "Bidirectional", "Stack", "build_rnn", "ScanOptions", "flip_sequences", "linear_scan", "scan_cell",
 ]

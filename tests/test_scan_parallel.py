@@ -26,6 +26,7 @@ LINEAR = {
     "minlstm_linear": dict(candidate="linear", normalise=False),
     "lru": {},
     "rglru": dict(num_heads=2),
+    "s6": dict(ssm_state_size=2),
 }
 
 
@@ -54,7 +55,7 @@ def _close(a, b, rtol=2e-5, atol=2e-5):
 
 
 def test_every_registered_linear_cell_is_covered_and_auto_picks_parallel():
-    assert set(linear_cells()) == {"mingru", "minlstm", "lru", "rglru"}
+    assert set(linear_cells()) == {"mingru", "minlstm", "lru", "rglru", "s6"}
     assert {n.split("_")[0] for n in LINEAR} == set(linear_cells())
     for name in linear_cells():
         assert resolve_mode(make_cell(name, D, H), "auto") == "parallel"
@@ -67,7 +68,7 @@ def test_parallel_mode_on_a_nonlinear_cell_is_one_line_naming_the_linear_cells()
         scan_cell(cell, cell.init(jax.random.key(0)), jnp.zeros((B, T, D)), mode="parallel")
     message = str(error.value)
     assert "\n" not in message and "LSTM" in message
-    assert all(name in message for name in ("mingru", "minlstm", "lru", "rglru"))
+    assert all(name in message for name in ("mingru", "minlstm", "lru", "rglru", "s6"))
 
 
 CASES = {

@@ -10,6 +10,7 @@ from gatedrnn.cells.minimal import MGU, UGRNN
 from gatedrnn.cells.minrnn import MinGRU, MinLSTM
 from gatedrnn.cells.rglru import RGLRU
 from gatedrnn.cells.rnn import ElmanRNN
+from gatedrnn.cells.s6 import S6
 from gatedrnn.validation import ConfigError, check_choice
 
 CELLS: dict[str, type[Cell]] = {
@@ -22,6 +23,7 @@ CELLS: dict[str, type[Cell]] = {
     "minlstm": MinLSTM,
     "lru": LRU,
     "rglru": RGLRU,
+    "s6": S6,
 }
 
 
@@ -41,4 +43,4 @@ def make_cell(name: str, input_size: int, hidden_size: int, **options) -> Cell:
 
 
 __all__ = ["CELLS", "Cell", "ElmanRNN", "GRU", "LRU", "LSTM", "LSTMCarry", "LinearCell", "MGU", "MinGRU", "MinLSTM",
-           "RGLRU", "UGRNN", "make_cell"]
+           "RGLRU", "S6", "UGRNN", "make_cell"]

@@ -295,10 +295,10 @@ def test_lru_block_is_x_plus_glu_of_gelu_of_lru_of_layernorm():
 # --- the layer protocol, for every block ----------------------------------------------------------
 
 
-def _block(name, input_size=5, width=8, reverse=False, seed=0):
+def _block(name, input_size=5, width=8, seed=0, scan=None):
     cell = {"hawk": RGLRU(width, width, num_heads=2), "griffin": RGLRU(width, width), "min": MinGRU(width, width, expansion=2.0),
             "lru": LRU(width, width, r_min=0.5, r_max=0.95)}[name]
-    return make_block(name, cell, input_size, width, rngs=nnx.Rngs(seed), reverse=reverse)
+    return make_block(name, cell, input_size, width, rngs=nnx.Rngs(seed), scan=scan)
 
 
 def _perturb_module(block, seed=5):
@@ -383,6 +383,19 @@ def test_jit_equals_eager(name):
     _close(run(block, X, LENGTHS, RESETS), block(X, seq_lengths=LENGTHS, resets=RESETS), atol=1e-6)
 
 
+@pytest.mark.parametrize("name", ["griffin", "lru"])
+def test_bfloat16_compute_stays_close_to_float32_with_finite_gradients(name):
+    block = _perturb_module(_block(name))
+    b16 = _block(name, scan=ScanOptions(dtype="bfloat16"))
+    nnx.update(b16, nnx.state(block, nnx.Param))  # the same float32 params
+    y16, _ = _run(b16, X, LENGTHS, None, RESETS)
+    assert y16.dtype == jnp.bfloat16
+    _close(y16.astype(jnp.float32), _run(block, X, LENGTHS, None, RESETS)[0], atol=0.1, rtol=0.05)
+    loss = lambda m: jnp.sum(m(X, seq_lengths=LENGTHS, resets=RESETS)[0].astype(jnp.float32))  # noqa: E731
+    grads = nnx.jit(nnx.grad(loss))(b16)
+    assert all(np.isfinite(a).all() for a in jax.tree.leaves(grads))
+
+
 def test_build_rnn_bidirectional_blocks_project_the_merged_input():
     rnn = build_rnn("gru", 5, 8, num_layers=2, bidirectional=True, block="griffin",
                     rngs=nnx.Rngs(0))
@@ -437,7 +450,6 @@ def _config(name: str):
     return runpy.run_path(os.path.join(REPO, "configs", f"{name}.py"))["get_config"]("smoke")
 
 
-@pytest.mark.slow
 def test_adding_smoke_run_with_rglru_in_a_griffin_block(tmp_path):
     """configs/adding.py:smoke with --config.model.cell=rglru --config.model.block=griffin, end to end."""
     config = _config("adding")

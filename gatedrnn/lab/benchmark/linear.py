@@ -139,11 +139,12 @@ def _jax_timed(name: str, apply: Callable, params: Any, x: jax.Array, g: jax.Arr
     return timed, (np.asarray(y, np.float32), np.asarray(d_x, np.float32))
 
 
-def cell_apply(cell, mode: str) -> Callable:
-    """apply(params, x [b, t, d]) -> y [b, t, h] in the engine's `mode`."""
+def cell_apply(cell, mode: str, parallel_chunk: int | None = None) -> Callable:
+    """apply(params, x [b, t, d]) -> y [b, t, h] in the engine's `mode` (and `parallel_chunk`)."""
+    kwargs = {} if parallel_chunk is None else {"parallel_chunk": parallel_chunk}
 
     def apply(params, x):
-        return scan_cell(cell, params, x, mode=mode)[0]
+        return scan_cell(cell, params, x, mode=mode, **kwargs)[0]
 
     return apply
 
@@ -198,8 +199,12 @@ def _proc_status_kb(key: str) -> int:
     raise OSError(f"no {key} in /proc/self/status")
 
 
-def torch_timed(cell: str, size: Size, x: np.ndarray, g: np.ndarray, seed: int = 0) -> Timed:
-    """`torch.nn.GRU`/`LSTM(h, h)`: forward, then backward of the cotangent g into params and x."""
+def torch_timed(cell: str, size: Size, x: np.ndarray, g: np.ndarray, *, threads: int | None = None,
+                seed: int = 0) -> Timed:
+    """`torch.nn.GRU`/`LSTM(h, h)`: forward, then backward of the cotangent g into params and x.
+
+    threads: None runs at the process's `torch.get_num_threads()`; n sets n threads for each call.
+    """
     import torch
 
     torch.manual_seed(seed)
@@ -207,7 +212,7 @@ def torch_timed(cell: str, size: Size, x: np.ndarray, g: np.ndarray, seed: int =
     xt, gt = torch.from_numpy(x), torch.from_numpy(g)
     params = list(module.parameters())
 
-    def call():
+    def run():
         for p in params:
             p.grad = None
         xr = xt.detach().requires_grad_(True)
@@ -215,10 +220,20 @@ def torch_timed(cell: str, size: Size, x: np.ndarray, g: np.ndarray, seed: int =
         y.backward(gt)
         return y.detach(), xr.grad
 
+    def call():
+        if threads is None:
+            return run()
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            return run()
+        finally:
+            torch.set_num_threads(before)
+
     t0 = time.perf_counter()
     memory_bytes, kind = peak_rss_growth(call)
     first_s = time.perf_counter() - t0
-    return Timed(torch_name(cell), call, None, memory_bytes, kind, first_s)
+    return Timed(torch_name(cell, threads), call, None, memory_bytes, kind, first_s)
 
 
 def _agreement(name: str, reference: tuple, other: tuple) -> dict:
@@ -268,14 +283,18 @@ def run_linear_size(
     repeats: int,
     min_time: float,
     budget_s: float,
+    chunks: tuple[int, ...] = (),
     predicted_s: dict[str, float] | None = None,
     seed: int = 0,
 ) -> dict:
     """Builds, checks and times every contestant at one size; a JSON-ready dict.
 
-    `predicted_s` (name -> seconds per call expected at this size): contestants predicted over
-    `budget_s` are skipped with a note instead of run.
+    `chunks`: extra parallel rows with `parallel_chunk=K`. The torch rows run at the process's
+    torch thread count and, when that is above 1, at 1 thread too. `predicted_s` (name -> seconds
+    per call expected at this size): contestants predicted over `budget_s` are skipped with a note.
     """
+    import torch
+
     gc.collect()
     predicted_s = predicted_s or {}
     b, t, h = size.batch, size.time, size.hidden_size
@@ -301,12 +320,13 @@ def run_linear_size(
         cell = CELLS[name](size.input_size, h)
         params = cell.init(jax.random.key(seed))
         reference = None
-        for mode in ("parallel", "sequential"):
-            label = f"{name} {mode}"
+        variants = [("parallel", None), *(("parallel", k) for k in chunks), ("sequential", None)]
+        for mode, chunk in variants:
+            label = parallel_name(name, chunk) if mode == "parallel" else sequential_name(name)
             if over_budget(label):
                 continue
             log(label)
-            entry, outputs = _jax_timed(label, cell_apply(cell, mode), params, x, g)
+            entry, outputs = _jax_timed(label, cell_apply(cell, mode, chunk), params, x, g)
             timed.append(entry)
             finite[label] = bool(np.isfinite(outputs[0]).all() and np.isfinite(outputs[1]).all())
             if reference is None:
@@ -330,12 +350,14 @@ def run_linear_size(
                 if reference is not None:
                     agreement[label] = _agreement(label, reference, outputs)
         del reference
-    for cell in TORCH_CELLS:
-        label = torch_name(cell)
-        if over_budget(label):
-            continue
-        log(label)
-        timed.append(torch_timed(cell, size, x_np, g_np, seed))
+    single_thread = torch.get_num_threads() > 1
+    for threads in (None, 1) if single_thread else (None,):
+        for cell in TORCH_CELLS:
+            label = torch_name(cell, threads)
+            if over_budget(label):
+                continue
+            log(label)
+            timed.append(torch_timed(cell, size, x_np, g_np, threads=threads, seed=seed))
 
     seconds = _time_rounds(timed, repeats=repeats, min_time=min_time, budget_s=budget_s)
     contestants: dict[str, dict] = {}
@@ -351,13 +373,15 @@ def run_linear_size(
         contestants[name] = {"skipped": note, "tokens_per_s": None}
     return {
         "name": size.name, "size": dataclasses.asdict(size), "tokens": b * t,
-        "contestants": {n: contestants[n] for n in contestant_names(cells) if n in contestants},
+        "torch_threads": torch.get_num_threads(),
+        "contestants": {n: contestants[n] for n in contestant_names(cells, chunks, single_thread) if n in contestants},
         "ratios": _ratios(contestants), "agreement": agreement,
     }
 
 
 def _ratios(contestants: dict[str, dict]) -> dict[str, dict[str, float | None]]:
-    """{name: {"own_sequential", "torch_gru", "torch_lstm": tokens/s ratios (None where one is missing)}}."""
+    """{name: {"own_sequential", "torch_gru", "torch_lstm": tokens/s ratios (None where one is missing)}};
+    torch here is torch at the process's thread count, "torch_gru_1thread" the GRU at 1 thread."""
 
     def ratio(num: str, den: str | None) -> float | None:
         a = contestants.get(num, {}).get("tokens_per_s")
@@ -366,7 +390,7 @@ def _ratios(contestants: dict[str, dict]) -> dict[str, dict[str, float | None]]:
 
     return {
         n: {"own_sequential": ratio(n, own_sequential(n)), "torch_gru": ratio(n, torch_name("gru")),
-            "torch_lstm": ratio(n, torch_name("lstm"))}
+            "torch_lstm": ratio(n, torch_name("lstm")), "torch_gru_1thread": ratio(n, torch_name("gru", 1))}
         for n in contestants
     }
 
@@ -382,6 +406,7 @@ def run_linear(
     sizes: list[Size],
     *,
     cells: tuple[str, ...] = LINEAR_CELLS,
+    chunks: tuple[int, ...] = (),
     repeats: int = 3,
     min_time: float = 0.2,
     budget_s: float = 30.0,
@@ -389,13 +414,25 @@ def run_linear(
 ) -> dict:
     """The whole suite: every size in order (each predicts the next one's calls for the budget) and the targets."""
     results: list[dict] = []
+    if sizes:
+        _warm_torch()
     for size in sizes:
         print(f"[benchmark] linear {size.name} ({size})", file=sys.stderr, flush=True)
         predicted = predict(results[-1], size) if results else None
         results.append(run_linear_size(size, cells=cells, repeats=repeats, min_time=min_time, budget_s=budget_s,
-                                       predicted_s=predicted, seed=seed))
+                                       chunks=chunks, predicted_s=predicted, seed=seed))
     return {"sizes": results, "targets": linear_targets(results, cells), "budget_s": budget_s,
             "jax_cpu_threads": usable_cpus()}
+
+
+def _warm_torch() -> None:
+    """One tiny GRU and LSTM call at each thread count, so that torch's one-time set-up (thread pools,
+    oneDNN) is not counted in the first measured call's time or memory."""
+    tiny = Size("warm-up", 1, 2, 2, 2)
+    x = np.zeros((1, 2, 2), np.float32)
+    for threads in {None, 1}:
+        for cell in TORCH_CELLS:
+            torch_timed(cell, tiny, x, x, threads=threads).call()
 
 
 def usable_cpus() -> int:
@@ -404,16 +441,28 @@ def usable_cpus() -> int:
 
 
 def linear_targets(results: list[dict], cells: tuple[str, ...]) -> list[dict]:
-    """The issue's targets as measured: mingru parallel / torch GRU at B4 T8192 H64 (>= 20x) and each
-    cell's parallel / own sequential at T = 8192 (>= 5x); value None where that size was not run."""
+    """The issue's targets as measured (value None where that size or contestant did not run):
+    mingru / torch GRU at B4 T8192 H64 (>= 20x; parallel and sequential mode, torch at the core count
+    and at 1 thread) and each cell's parallel / own sequential at T = 8192 (>= 5x)."""
+
+    def target(text: str, goal: float, value: float | None) -> dict:
+        return {"target": text, "goal": goal, "value": value, "met": None if value is None else value >= goal}
+
+    sizes = lambda r: (r["size"]["batch"], r["size"]["time"], r["size"]["hidden_size"])  # noqa: E731
+    at_target = next((r for r in results if sizes(r) == TARGET_SIZE), None)
+    at_8k = next((r for r in results if r["size"]["time"] == 8192), None)
     out = []
-    at_target = [r for r in results if (r["size"]["batch"], r["size"]["time"], r["size"]["hidden_size"]) == TARGET_SIZE]
-    value = at_target[0]["ratios"].get(parallel_name("mingru"), {}).get("torch_gru") if at_target else None
-    out.append({"target": "mingru parallel / torch GRU at B4 T8192 H64", "goal": TARGETS["vs_torch_gru"],
-                "value": value, "met": None if value is None else value >= TARGETS["vs_torch_gru"]})
-    at_8k = [r for r in results if r["size"]["time"] == 8192]
+    if "mingru" in cells:
+        for name in (parallel_name("mingru"), sequential_name("mingru")):
+            ratios = at_target["ratios"].get(name, {}) if at_target else {}
+            threads = at_target["torch_threads"] if at_target else 0
+            at = f" ({threads} threads)" if threads > 1 else ""
+            out.append(target(f"{name} / torch GRU{at} at B4 T8192 H64", TARGETS["vs_torch_gru"],
+                              ratios.get("torch_gru")))
+            if threads > 1:
+                out.append(target(f"{name} / torch GRU[1 thread] at B4 T8192 H64", TARGETS["vs_torch_gru"],
+                                  ratios.get("torch_gru_1thread")))
     for cell in cells:
-        value = at_8k[0]["ratios"].get(parallel_name(cell), {}).get("own_sequential") if at_8k else None
-        out.append({"target": f"{cell} parallel / {cell} sequential at T=8192", "goal": TARGETS["vs_sequential"],
-                    "value": value, "met": None if value is None else value >= TARGETS["vs_sequential"]})
+        value = at_8k["ratios"].get(parallel_name(cell), {}).get("own_sequential") if at_8k else None
+        out.append(target(f"{cell} parallel / {cell} sequential at T=8192", TARGETS["vs_sequential"], value))
     return out

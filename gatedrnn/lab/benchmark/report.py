@@ -135,14 +135,14 @@ def _ratio(value: float | None) -> str:
 
 def linear_table(linear: dict) -> str:
     """The linear suite (`run_linear`): one row per (size, contestant), fwd+bwd tokens/s and ratios."""
-    header = ["size", "contestant", "fwd+bwd tok/s", "× own sequential", "× torch GRU", "× torch LSTM",
-              "memory MB (kind)", "compile s", "timed calls", "note"]
+    header = ["size", "contestant", "fwd+bwd tok/s", "× own sequential", "× torch GRU", "× torch GRU[1 thread]",
+              "× torch LSTM", "memory MB (kind)", "compile s", "timed calls", "note"]
     rows = []
     for r in linear["sizes"]:
         size = f"{r['name']} ({Size(**r['size'])})"
         for name, c in r["contestants"].items():
             if c.get("skipped"):
-                rows.append([size, name, "-", "-", "-", "-", "-", "-", "0", c["skipped"]])
+                rows.append([size, name, "-", "-", "-", "-", "-", "-", "-", "0", c["skipped"]])
                 continue
             ratios = r["ratios"][name]
             mem = "-" if c["memory_bytes"] is None else f"{_mb(c['memory_bytes'])} ({c['memory_kind']})"
@@ -152,7 +152,7 @@ def linear_table(linear: dict) -> str:
                 notes.append("NON-FINITE outputs")
             rows.append([
                 size, name, f"{c['tokens_per_s']:,.0f}", _ratio(ratios["own_sequential"]), _ratio(ratios["torch_gru"]),
-                _ratio(ratios["torch_lstm"]), mem, "-" if c["compile_s"] is None else f"{c['compile_s']:.1f}",
+                _ratio(ratios["torch_gru_1thread"]), _ratio(ratios["torch_lstm"]), mem, "-" if c["compile_s"] is None else f"{c['compile_s']:.1f}",
                 str(len(c["seconds"])), "; ".join(notes),
             ])
     return markdown_table(header, rows)
@@ -188,7 +188,7 @@ def report_markdown(report: dict, vjps: tuple[str | None, ...], command: str) ->
         lin = report["linear"]
         lines += [
             f"Linear cells, fwd+bwd (grad of sum(y * g) w.r.t. params and x; input size = H), float32; "
-            f"torch on {m['torch_threads']} threads, XLA on {lin['jax_cpu_threads']} cores; "
+            f"torch on {m['torch_threads']} threads (and [1 thread]), XLA on {lin['jax_cpu_threads']} cores; "
             f"budget {lin['budget_s']:g} s of calls per contestant and size. Memory: xla = temp + output bytes "
             "of the compiled call (memory_analysis), rss = peak RSS growth during one torch call.",
             "",

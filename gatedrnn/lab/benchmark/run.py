@@ -46,6 +46,7 @@ class Settings:
     out: str = "benchmarks"
     linear_sizes: tuple[str, ...] = ("L1k", "L8k", "L64k")
     linear_cells: tuple[str, ...] = LINEAR_CELLS
+    linear_chunks: tuple[int, ...] = ()  # extra "<cell> parallel[chunk K]" rows (parallel_chunk=K)
     linear_budget_s: float = 30.0  # seconds of calls per linear contestant and size (at least one call)
 
 
@@ -58,11 +59,16 @@ SUITES = ("classic", "linear", "all")
 def settings_from_flags(values: dict) -> Settings:
     """`Settings` from flag values (lists of strings for the sizes, cells and remat lengths)."""
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-    lengths = values.get("remat_lengths", ())
-    bad = [t for t in lengths if not str(t).isdigit() or int(t) <= 0]
-    if bad:
-        raise ConfigError(f"--remat_lengths={','.join(map(str, lengths))}: {bad[0]!r} is not a positive integer")
-    return Settings(**{**values, "remat_lengths": tuple(int(t) for t in lengths)})
+    ints = {}
+    for field in ("remat_lengths", "linear_chunks"):
+        if field not in values:
+            continue
+        lengths = values[field]
+        bad = [t for t in lengths if not str(t).isdigit() or int(t) <= 0]
+        if bad:
+            raise ConfigError(f"--{field}={','.join(map(str, lengths))}: {bad[0]!r} is not a positive integer")
+        ints[field] = tuple(int(t) for t in lengths)
+    return Settings(**{**values, **ints})
 
 
 def check_linear(settings: Settings) -> list:
@@ -115,8 +121,9 @@ def run_benchmark(settings: Settings, command: str) -> dict:
         report["remat"] = remat_report(list(settings.remat_lengths), vjps=vjps, time_max=settings.remat_time_max,
                                        repeats=settings.repeats, unroll=settings.unroll)
     if settings.suite in ("linear", "all"):
-        report["linear"] = run_linear(linear_sizes, cells=settings.linear_cells, repeats=settings.repeats,
-                                      min_time=settings.min_time, budget_s=settings.linear_budget_s)
+        report["linear"] = run_linear(linear_sizes, cells=settings.linear_cells, chunks=settings.linear_chunks,
+                                      repeats=settings.repeats, min_time=settings.min_time,
+                                      budget_s=settings.linear_budget_s)
     report["wall_s"] = time.perf_counter() - start
     report["machine"]["loadavg_1_5_15_end"] = list(os.getloadavg())
 
