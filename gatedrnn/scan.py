@@ -255,7 +255,8 @@ def scan_cell(
         returned in the original time order.
       resets: [batch, time] bool, True where a new segment (document, episode) starts: the
         carry before that step is the cell's zeros (a linear cell: a_t = 0). With `reverse`
-        the segments are the same, run backwards: each restarts at its own last step.
+        the segments are the same, run backwards: each restarts at its own last step (the
+        sequence's last step only if step 0 is marked; see `reverse_resets`).
       options: a `ScanOptions` (default `ScanOptions()`) for the keywords below; a keyword
         that is passed overrides the same field of `options`.
       mode: "auto" (default): "parallel" for cells linear in the state (`cell.linear`), else
@@ -313,7 +314,7 @@ def scan_cell(
     if reverse:
         xs = flip_sequences(xs, seq_lengths)
         if resets is not None:
-            resets = flip_sequences(_reverse_resets(resets, seq_lengths), seq_lengths)
+            resets = reverse_resets(resets, seq_lengths)
     xs = jnp.swapaxes(xs, 0, 1)  # [time, batch, d]
     if resets is not None:
         resets = jnp.swapaxes(resets, 0, 1)  # [time, batch]
@@ -369,17 +370,21 @@ def _check_resets(resets, batch: int, time: int) -> jax.Array:
     return resets
 
 
-def _reverse_resets(resets: jax.Array, seq_lengths: jax.Array | None) -> jax.Array:
-    """Segment starts for the backward direction, in the original time order.
+def reverse_resets(resets: jax.Array, seq_lengths: jax.Array | None) -> jax.Array:
+    """Segment starts [b, t] bool for running `flip_sequences(x, seq_lengths)` forwards.
 
     A segment [s, e] starts at s running forwards and at e running backwards: e is the step
-    before the next start, or the sequence's last step (where the initial carry is used).
+    before the next start, or the sequence's last valid step. That last step is a start (the
+    initial carry is not used) exactly when step 0 is one forwards, so a sequence that begins
+    with a marked document start (RecurrentGemma's segment_pos == 0) treats every segment
+    alike in both directions.
     """
     time = resets.shape[1]
+    t = jnp.arange(time)[None, :]
+    last = (time if seq_lengths is None else seq_lengths[:, None]) - 1
     starts = jnp.concatenate([resets[:, 1:], jnp.zeros_like(resets[:, :1])], axis=1)
-    if seq_lengths is not None:
-        starts = starts & (jnp.arange(time)[None, :] < seq_lengths[:, None] - 1)
-    return starts
+    starts = jnp.where(t == last, resets[:, :1], starts & (t < last))
+    return flip_sequences(starts, seq_lengths)
 
 
 def _scan_dtype(dtype) -> Any:

@@ -121,10 +121,12 @@ def _segments(resets_row, length):
 @pytest.mark.parametrize("name, mode", [("mingru", "parallel"), ("mingru", "sequential"), ("gru", "sequential")])
 def test_resets_equal_running_each_segment_on_its_own(name, mode, reverse):
     """The independent reference: a reset splits a sequence into segments, each run from zeros
-    (the first from the initial carry forwards unless it is reset too, the last from it backwards)."""
+    (the first from the initial carry forwards, the last from it backwards, unless step 0 is a
+    marked start too)."""
     cell = make_cell(name, D, H)
     params = cell.init(jax.random.key(0))
     x, lengths, resets = _inputs(seed=5)
+    resets = resets.at[0, 0].set(True).at[1, 0].set(False)  # both kinds of sequence start
     h0 = _carry(cell)
     ys, carry = scan_cell(cell, params, x, initial_carry=h0, seq_lengths=lengths, resets=resets, reverse=reverse,
                           mode=mode)
@@ -135,7 +137,7 @@ def test_resets_equal_running_each_segment_on_its_own(name, mode, reverse):
         want_carry = np.asarray(h0[b])
         for k, (s, e) in enumerate(segments):
             first = k == (len(segments) - 1 if reverse else 0)
-            init = h0[b:b + 1] if first and (reverse or not resets[b, 0]) else None
+            init = h0[b:b + 1] if first and not resets[b, 0] else None  # step 0 marked: no initial carry
             y, c = scan_cell(cell, params, x[b:b + 1, s:e], initial_carry=init, reverse=reverse, mode=mode)
             want_y[s:e] = np.asarray(y[0])
             if k == (0 if reverse else len(segments) - 1):

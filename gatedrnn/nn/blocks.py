@@ -42,7 +42,7 @@ from gatedrnn.cells.base import Cell, accumulation_dtype, layer_norm
 from gatedrnn.cells.rglru import RGLRU
 from gatedrnn.losses import sequence_mask
 from gatedrnn.nn.layers import RNN
-from gatedrnn.scan import ScanOptions, flip_sequences, with_overrides
+from gatedrnn.scan import ScanOptions, flip_sequences, reverse_resets, with_overrides
 from gatedrnn.validation import ConfigError, check_choice, check_positive
 
 
@@ -54,19 +54,6 @@ def _fan_in_normal(scale: float = 1.0):
 def _linear(d_in: int, d_out: int, *, rngs: nnx.Rngs, dtype, param_dtype, scale: float = 1.0) -> nnx.Linear:
     return nnx.Linear(d_in, d_out, kernel_init=_fan_in_normal(scale), bias_init=nnx.initializers.zeros_init(),
                       dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-
-
-def flip_resets(resets: jax.Array, seq_lengths: jax.Array | None) -> jax.Array:
-    """Segment starts [b, t] bool for processing `flip_sequences(x, seq_lengths)` forwards.
-
-    A segment [s, e] (s a start, e the step before the next start or the last valid step)
-    starts at its end e when run backwards; the last valid step is no start, so the initial
-    carry is used there, as `scan_cell(..., reverse=True, resets=)` does.
-    """
-    ends = jnp.concatenate([resets[:, 1:], jnp.zeros_like(resets[:, :1])], axis=1)
-    if seq_lengths is not None:
-        ends = ends & (jnp.arange(resets.shape[1])[None, :] < jnp.asarray(seq_lengths)[:, None] - 1)
-    return flip_sequences(ends, seq_lengths)
 
 
 class RMSNorm(nnx.Module):
@@ -222,7 +209,7 @@ class Block(nnx.Module):
             x = x.astype(self.scan.dtype)
         if self.reverse:
             x = flip_sequences(x, seq_lengths)
-            resets = None if resets is None else flip_resets(resets, seq_lengths)
+            resets = None if resets is None else reverse_resets(resets, seq_lengths)
         carry = self.initial_carry(batch, x.dtype) if initial_carry is None else initial_carry
         y, carry = self.forward(x, seq_lengths, carry, resets)
         if valid is not None:
@@ -419,6 +406,14 @@ BLOCKS: dict[str, tuple[str, ...]] = {
     "lru": (),
 }
 RESIDUAL_BLOCKS = ("griffin", "min", "lru")
+# block="auto": the block a cell needs to be more than a linear map of its input (the bare LRU
+# layer, y = Re(C h) + D x, is linear in x; its paper always runs it in the LRU block).
+AUTO_BLOCKS: dict[str, str] = {"lru": "lru"}
+
+
+def resolve_block(cell: str, block: str | None) -> str | None:
+    """"auto" -> AUTO_BLOCKS.get(cell) (None: plain layers); any other value is returned as is."""
+    return AUTO_BLOCKS.get(cell) if block == "auto" else block
 
 
 def make_block(name: str, cell: Cell, input_size: int, width: int, *, rngs: nnx.Rngs, reverse: bool = False,

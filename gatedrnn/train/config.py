@@ -49,8 +49,9 @@ def default_config() -> ml_collections.ConfigDict:
     c.model.bidirectional = False
     c.model.dropout = 0.0
     c.model.residual = False
-    # None (plain RNN layers) or a block of gatedrnn.nn.blocks around the cell: "hawk", "griffin", "min", "lru"
-    c.model.block = ml_collections.FieldReference(None, field_type=str)
+    # A block of gatedrnn.nn.blocks around the cell: "hawk", "griffin", "min", "lru"; None: plain RNN
+    # layers; "auto": plain layers, except the LRU (linear in its input alone) in its "lru" block
+    c.model.block = ml_collections.FieldReference("auto", field_type=str)
     c.model.block_options = ml_collections.ConfigDict()  # the block's keyword options, e.g. {'mlp_expansion': 3}
     c.model.scan = scan_config()
 
@@ -133,7 +134,7 @@ def validate(config: ml_collections.ConfigDict, *, cells: Iterable[str], tasks: 
     """Checks the shared fields; a task checks its own `data` fields when it is built."""
     check_choice("task", config.task, tasks)
     check_choice("model.cell", config.model.cell, cells)
-    check_choice("model.block", config.model.get("block"), [None, *BLOCKS])
+    check_choice("model.block", config.model.get("block"), [None, "auto", *BLOCKS])
     for field in ("model.hidden_size", "model.num_layers", "train.num_steps", "train.batch_size",
                   "eval.every_steps", "eval.batch_size", "eval.num_batches", "log.every_steps",
                   "checkpoint.every_steps", "checkpoint.keep"):
@@ -179,6 +180,11 @@ def to_json(config: ml_collections.ConfigDict) -> str:
     return json.dumps(config.to_dict(), indent=2, sort_keys=True)
 
 
+# Fields added to the config since runs were first saved, and their values that reproduce what a
+# run saved without them did (so those runs still resume).
+ADDED_FIELDS = {"model.block": (None, "auto"), "model.scan.parallel_chunk": (None,)}
+
+
 def check_resume_compatible(config: ml_collections.ConfigDict, saved_path: str) -> None:
     """Raises ConfigError naming the first field where `config` differs from the saved one."""
     if not os.path.exists(saved_path):
@@ -191,6 +197,8 @@ def check_resume_compatible(config: ml_collections.ConfigDict, saved_path: str) 
     for field in sorted(set(saved) | set(current)):
         if any(field == r or (r.endswith(".") and field.startswith(r)) for r in RESUMABLE_FIELDS):
             continue
+        if field not in saved and current.get(field) in ADDED_FIELDS.get(field, ()):
+            continue  # a field added since, at a value that keeps the old behaviour
         if saved.get(field, "<absent>") != current.get(field, "<absent>"):
             raise ConfigError(
                 f"{field}={current.get(field, '<absent>')!r} does not match the checkpoints in {workdir}, "

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from gatedrnn.nn.blocks import resolve_block
 from gatedrnn.nn.heads import last_pool
 from gatedrnn.nn.layers import build_rnn
 from gatedrnn.scan import ScanOptions
@@ -51,7 +52,7 @@ class SequenceModel(nnx.Module):
         dtype = scan.dtype  # the compute dtype of the embedding and head too
         self.embed = nnx.Embed(vocab_size, input_size, dtype=dtype, rngs=rngs) if vocab_size else None
         self.rnn = build_rnn(cell, input_size, hidden_size, num_layers=num_layers, bidirectional=bidirectional,
-                             dropout=dropout, residual=residual, scan=scan, rngs=rngs, block=block,
+                             dropout=dropout, residual=residual, scan=scan, rngs=rngs, block=resolve_block(cell, block),
                              block_options=block_options, **(cell_options or {}))
         self.head = nnx.Linear(self.rnn.output_size, output_size, dtype=dtype, rngs=rngs)
 

@@ -303,8 +303,7 @@ def _block(name, input_size=5, width=8, seed=0, scan=None):
 
 def _perturb_module(block, seed=5):
     """Nonzero norm scales and biases everywhere, so that no term hides behind its init."""
-    state = nnx.state(block, nnx.Param)
-    nnx.update(block, jax.tree.map(lambda p: p, _perturbed(state, seed, scale=0.2)))
+    nnx.update(block, _perturbed(nnx.state(block, nnx.Param), seed, scale=0.2))
     return block
 
 
@@ -397,20 +396,23 @@ def test_bfloat16_compute_stays_close_to_float32_with_finite_gradients(name):
 
 
 def test_build_rnn_bidirectional_blocks_project_the_merged_input():
-    rnn = build_rnn("gru", 5, 8, num_layers=2, bidirectional=True, block="griffin",
-                    rngs=nnx.Rngs(0))
+    rnn = build_rnn("gru", 5, 8, num_layers=2, bidirectional=True, block="griffin", rngs=nnx.Rngs(0))
     first, second = rnn.layers
     assert isinstance(first, Bidirectional) and not first.forward.reverse and first.backward.reverse
     assert isinstance(first.forward, ResidualBlock) and first.forward.input_proj is not None
     assert second.forward.input_size == 16 and rnn.output_size == 16
-    y, carries = rnn(X, seq_lengths=LENGTHS, resets=RESETS)
+    y, _ = _run(rnn, X, LENGTHS)
     h = X
-    for layer in rnn.layers:
-        y_f, _ = layer.forward(h, seq_lengths=LENGTHS, resets=RESETS)
-        y_b, _ = layer.backward(h, seq_lengths=LENGTHS, resets=RESETS)
-        h = jnp.concatenate([y_f, y_b], axis=-1)
-    _close(y, h, atol=1e-6)
+    for layer in rnn.layers:  # the backward block is its forward twin on sequences flipped within their lengths
+        twin = nnx.clone(layer.backward)
+        twin.reverse = False
+        y_b = flip_sequences(_run(twin, flip_sequences(h, LENGTHS), LENGTHS)[0], LENGTHS)
+        h = jnp.concatenate([_run(layer.forward, h, LENGTHS)[0], y_b], axis=-1)
+    _close(y, h, atol=1e-5)
     np.testing.assert_array_equal(jnp.where(VALID, 0.0, y), 0.0)
+    y, _ = _run(rnn, X, LENGTHS, None, RESETS)  # resets reach every layer and direction
+    y_none, _ = _run(rnn, X, LENGTHS)
+    assert not np.allclose(y, y_none)
 
 
 def test_build_rnn_block_layers_and_their_errors():

@@ -346,7 +346,7 @@ def test_every_optimizer_descends_and_clips(name):
 @pytest.mark.parametrize(
     "field, value, message",
     [
-        ("model.cell", "lstmm", r"model.cell='lstmm' is not valid; choose one of \['gru', 'lstm'"),
+        ("model.cell", "lstmm", r"model.cell='lstmm' is not valid; choose one of \['gru', 'lru', 'lstm'"),
         ("task", "copy", r"task='copy' is not valid; choose one of \['adding', 'anomaly_detection', 'char_lm'"),
         ("model.hidden_size", 0, "model.hidden_size must be a positive integer, got 0"),
         ("train.batch_size", -4, "train.batch_size must be a positive integer, got -4"),
@@ -354,7 +354,7 @@ def test_every_optimizer_descends_and_clips(name):
         ("optim.name", "adam", r"optim.name='adam' is not valid; choose one of \['adamw', 'rmsprop', 'sgd'\]"),
         ("model.scan.dtype", "float16", r"model.scan.dtype='float16' is not valid; choose one of \['bfloat16', 'float32'\]"),
         ("model.scan.vjp", "fast", r"^model.scan.vjp='fast' is not valid; choose one of \['autodiff', 'fused', 'replay'\]$"),
-        ("model.scan.mode", "fast", r"^model.scan.mode='fast' is not valid; choose one of \['auto', 'sequential', 'parallel'\]$"),
+        ("model.scan.mode", "fast", r"^model.scan.mode='fast' is not valid; choose one of \['auto', 'parallel', 'sequential'\]$"),
         ("model.scan.remat", -2, r"^model.scan.remat must be False, True, 'sqrt' or a positive chunk length, got -2$"),
         ("model.scan.unroll", 0, r"^model.scan.unroll must be a positive integer or True \(unroll fully\), got 0$"),
     ],
@@ -377,6 +377,31 @@ def test_resume_compatibility_names_the_field(tmp_path):
     with pytest.raises(ConfigError, match=r"model.hidden_size=128 does not match the checkpoints in .*written with model.hidden_size=64"):
         check_resume_compatible(c, str(tmp_path / "config.json"))
     assert json.loads((tmp_path / "config.json").read_text())["model"]["hidden_size"] == 64
+
+
+def test_a_run_saved_before_a_field_existed_resumes_while_the_field_keeps_the_old_behaviour(tmp_path):
+    c = adding_config()
+    saved = json.loads(to_json(c))
+    del saved["model"]["block"], saved["model"]["scan"]["parallel_chunk"]  # fields added by issue 13
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    check_resume_compatible(c, str(tmp_path / "config.json"))  # None: as before
+    c.model.scan.parallel_chunk = 64
+    with pytest.raises(ConfigError, match=r"model.scan.parallel_chunk=64 does not match .*written with "
+                                          r"model.scan.parallel_chunk='<absent>'"):
+        check_resume_compatible(c, str(tmp_path / "config.json"))
+
+
+def test_block_auto_puts_the_lru_in_its_block_and_leaves_other_cells_plain():
+    from gatedrnn.nn.blocks import LRUBlock
+    from gatedrnn.nn.layers import RNN
+
+    assert default_config().model.block == "auto"
+    kw = dict(input_size=2, hidden_size=8, output_size=1, readout="last", rngs=nnx.Rngs(0))
+    assert isinstance(SequenceModel(cell="lru", block="auto", **kw).rnn.layers[0], LRUBlock)
+    for cell in ("lru", "gru", "mingru"):
+        plain = SequenceModel(cell=cell, block=None, **kw).rnn.layers[0]
+        assert isinstance(plain, RNN) and type(plain.cell).__name__ == type(CELLS[cell](2, 8)).__name__
+    assert isinstance(SequenceModel(cell="mingru", block="auto", **kw).rnn.layers[0], RNN)
 
 
 # --- checkpoints ------------------------------------------------------------------------------
