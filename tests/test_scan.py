@@ -329,7 +329,7 @@ def test_analytic_backward_is_exact_in_float64(name):
 @pytest.mark.parametrize(
     "fields, message",
     [
-        (dict(mode="fast"), "ScanOptions.mode='fast' is not valid; choose one of ['auto', 'sequential', 'parallel']"),
+        (dict(mode="fast"), "ScanOptions.mode='fast' is not valid; choose one of ['auto', 'parallel', 'sequential']"),
         (dict(vjp="fast"), "ScanOptions.vjp='fast' is not valid; choose one of ['autodiff', 'fused', 'replay']"),
         (dict(remat=0), "ScanOptions.remat must be False, True, 'sqrt' or a positive chunk length, got 0"),
         (dict(remat="cube"), "ScanOptions.remat must be False, True, 'sqrt' or a positive chunk length, got 'cube'"),
@@ -386,7 +386,7 @@ def test_equal_scan_options_are_equal_and_hash_equal():
 
 def test_keywords_override_the_same_fields_of_options():
     base = ScanOptions(vjp="replay", remat=3, projection_chunk=4, dtype="bfloat16")
-    assert with_overrides(base, remat=False, projection_chunk=None, dtype=None) == ScanOptions("sequential", "replay", projection_chunk=None)
+    assert with_overrides(base, remat=False, projection_chunk=None, dtype=None) == ScanOptions("auto", "replay", projection_chunk=None)
     assert with_overrides(base) is base and with_overrides(None) == ScanOptions()
     cell, params, xs = _setup("gru")
     assert scan_cell(cell, params, xs, options=base)[0].dtype == jnp.bfloat16

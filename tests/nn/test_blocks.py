@@ -331,8 +331,8 @@ def test_padding_changes_no_valid_output_or_gradient_and_padded_outputs_are_zero
 def _reversed_segments(x, resets, lengths):
     """Every segment of every row, reversed, as rows of one padded batch: (xs, lengths, starts,
     where) with starts True at a reversed segment's first step unless the segment ends the
-    sequence (running backwards, the last valid step continues the initial carry, as
-    `scan_cell(reverse=True, resets=)` does) and where[i] = (row, s, e)."""
+    sequence and step 0 is no marked start (running backwards, the last valid step then
+    continues the initial carry: `gatedrnn.scan.reverse_resets`) and where[i] = (row, s, e)."""
     x, resets = np.asarray(x), np.asarray(resets)
     rows, where = [], []
     for b, n in enumerate(np.asarray(lengths)):
@@ -342,7 +342,7 @@ def _reversed_segments(x, resets, lengths):
     starts = np.zeros((len(where), x.shape[1]), bool)
     for i, (b, s, e) in enumerate(where):
         xs[i, :e - s] = x[b, s:e][::-1]
-        starts[i, 0] = e < lengths[b]
+        starts[i, 0] = e < lengths[b] or resets[b, 0]
         rows.append(e - s)
     return jnp.asarray(xs), jnp.asarray(rows), jnp.asarray(starts), where
 
