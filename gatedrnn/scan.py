@@ -6,9 +6,11 @@ nowhere else. Two modes:
   sequential  `lax.scan` over the cell's step. The input projection runs outside the loop, one
               matmul per chunk of `projection_chunk` steps, so the loop does only recurrent work.
   parallel    for cells linear in the state (`LinearCell`: h_t = a_t * h_{t-1} + b_t), all steps
-              at once with `lax.associative_scan` over (a, b) in O(log T) depth, with the operator
-              (a1, b1) . (a2, b2) = (a2 a1, a2 b1 + b2) (or its log-space form for positive states),
-              optionally in chunks of `parallel_chunk` steps with the state passed between chunks.
+              at once from the coefficients (a, b): `lax.associative_scan` in O(log T) depth with
+              the operator (a1, b1) . (a2, b2) = (a2 a1, a2 b1 + b2) (or its log-space form for
+              positive states) on GPU/TPU, or one `lax.scan` of the FMA h = a h + b alone (the
+              fast one on a few CPU cores: `parallel_scan`); optionally in chunks of
+              `parallel_chunk` steps with the state passed between chunks.
 
 How it runs is one hashable `ScanOptions` value that layers and configs pass along
 (`model.scan.*` in every config).
@@ -62,6 +64,8 @@ def _normalised(prefix: str, fields: dict[str, Any]) -> dict[str, Any]:
         chunk = out["projection_chunk"]
         if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk <= 0):
             raise ConfigError(f"{prefix}projection_chunk must be None or a positive int, got {chunk!r}")
+    if "parallel_scan" in out:
+        check_choice(f"{prefix}parallel_scan", out["parallel_scan"], ALGORITHMS)
     if "parallel_chunk" in out:
         chunk = out["parallel_chunk"]
         if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk <= 0):
@@ -87,8 +91,10 @@ class ScanOptions:
     remat: False; True ("sqrt" is the same) to checkpoint every ceil(sqrt(T)) steps; or a chunk length.
     unroll: the `lax.scan` unroll factor (True: fully; sequential mode).
     projection_chunk: project K = 32 steps at a time; None: the whole sequence at once (sequential).
-    parallel_chunk: None (default): one associative scan over all T steps; K: chunks of K steps
-      scanned in parallel, the state passed from chunk to chunk (parallel mode).
+    parallel_chunk: None (default): one scan over all T steps; K: chunks of K steps scanned in
+      parallel, the state passed from chunk to chunk (parallel mode).
+    parallel_scan: "auto" (default: "linear" on CPU, else "associative"), "associative"
+      (`lax.associative_scan`, O(log T) depth) or "linear" (one FMA loop; parallel mode).
     dtype: compute dtype (e.g. "bfloat16" or jnp.bfloat16; stored as a jnp dtype); None keeps the input's.
     See `scan_cell` for what each choice does. Bad values raise a one-line ConfigError.
 
@@ -105,6 +111,7 @@ class ScanOptions:
     projection_chunk: int | None = 32
     dtype: Any = None
     parallel_chunk: int | None = None
+    parallel_scan: str = "auto"
 
     def __post_init__(self):
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -237,6 +244,7 @@ def scan_cell(
     dtype: Any = _UNSET,
     projection_chunk: int | None = _UNSET,
     parallel_chunk: int | None = _UNSET,
+    parallel_scan: str = _UNSET,
 ) -> tuple[jax.Array, Carry]:
     """Runs `cell` over a batch of sequences.
 
@@ -260,10 +268,10 @@ def scan_cell(
       options: a `ScanOptions` (default `ScanOptions()`) for the keywords below; a keyword
         that is passed overrides the same field of `options`.
       mode: "auto" (default): "parallel" for cells linear in the state (`cell.linear`), else
-        "sequential". "sequential": `lax.scan` over the steps. "parallel": the associative
-        scan over the cell's (a_t, b_t) (log-space for `cell.log_space` cells), accumulated
-        in `accumulation_dtype` (float32 under bfloat16 compute), with a custom VJP that
-        runs the backward recurrence g_t = dh_t + a_{t+1} g_{t+1} as one more reverse scan.
+        "sequential". "sequential": `lax.scan` over the steps. "parallel": all steps at once
+        from the cell's (a_t, b_t) (see `parallel_scan`), accumulated in
+        `accumulation_dtype` (float32 under bfloat16 compute), with a custom VJP that runs
+        the backward recurrence g_t = dh_t + a_{t+1} g_{t+1} as one more scan, in reverse.
         Same values and gradients as "sequential" (tested).
       unroll: `lax.scan` unroll factor (default 1; sequential mode).
       remat: False (default); True or "sqrt" to checkpoint every ceil(sqrt(T)) steps; or a chunk
@@ -286,15 +294,21 @@ def scan_cell(
         chunks keep the projected buffer K/T the size, which measured 1.3-1.7x faster on CPU
         (buffers of tens of MiB are re-faulted from the OS on every call). Under remat the
         remat chunk is used.
-      parallel_chunk: (parallel mode) None (default): one associative scan over all T steps.
+      parallel_chunk: (parallel mode) None (default): one scan over all T steps.
         K: a sequential scan over chunks of K steps, each solved in parallel from the state
         the previous chunk ended in: memory O(K) per chunk's buffers, depth T/K * log K.
+      parallel_scan: (parallel mode) "associative": `lax.associative_scan` (log-space
+        operator for `cell.log_space` cells), O(log T) depth, for GPUs and TPUs. "linear":
+        the gates and coefficients still for all steps at once, then one `lax.scan` of the
+        FMA h = a h + b alone (O(T) depth, but the least work and memory traffic: the fast
+        one on a few CPU cores, as recurrentgemma's LINEAR_NATIVE scan). "auto" (default):
+        linear on CPU, else associative.
 
     Returns:
       (ys [batch, time, cell.output_size], final carry).
     """
     given = dict(mode=mode, vjp=vjp, remat=remat, unroll=unroll, dtype=dtype, projection_chunk=projection_chunk,
-                 parallel_chunk=parallel_chunk)
+                 parallel_chunk=parallel_chunk, parallel_scan=parallel_scan)
     opts = with_overrides(options, **{k: v for k, v in given.items() if v is not _UNSET})
     run_mode = resolve_mode(cell, opts.mode)
     if xs.ndim != 3 or xs.shape[-1] != cell.input_size:
@@ -328,7 +342,7 @@ def scan_cell(
 
     if run_mode == "parallel":
         chunk = opts.parallel_chunk or (_remat_chunk(opts.remat, time) if opts.remat else None)
-        run = functools.partial(_parallel_run, cell, params)
+        run = functools.partial(_parallel_run, cell, params, _algorithm(opts.parallel_scan))
         out_dtype = carry.dtype
         carry = carry.astype(_scan_dtype(carry.dtype))
     else:
@@ -409,83 +423,129 @@ def _log_op(earlier, later):
     return la1 + la2, jnp.logaddexp(la2 + lb1, lb2)
 
 
-def _reverse_grad(a: jax.Array, h: jax.Array, h0: jax.Array, g: jax.Array):
-    """Backward of h_t = a_t h_{t-1} + b_t (leaves [t, ...]): g_t = dh_t + a_{t+1} g_{t+1},
-    solved by a reverse associative scan; returns (g = d b, d a = g_t h_{t-1}, d h0 = a_0 g_0).
-    No conjugates: JAX's VJP of a complex product is its transpose."""
-    a_next = jnp.concatenate([a[1:], jnp.zeros_like(a[:1])], axis=0)
-    _, g = jax.lax.associative_scan(_linear_op, (a_next, g), axis=0, reverse=True)
-    h_prev = jnp.concatenate([h0[None], h[:-1]], axis=0)
-    return g, g * h_prev, a[0] * g[0]
+ALGORITHMS = ("auto", "associative", "linear")  # ScanOptions.parallel_scan
+_UNROLL = 1  # of the linear loop
 
 
-def linear_scan(a: jax.Array, b: jax.Array, h0: jax.Array) -> jax.Array:
-    """All states of h_t = a_t h_{t-1} + b_t at once: a, b [t, ...] (a broadcast to b), h0 [...].
-
-    One `lax.associative_scan` (O(log t) depth); its VJP is one more, in reverse. Real or
-    complex; runs in b's dtype.
-    """
-    b, h0 = jnp.asarray(b), jnp.asarray(h0)
-    a = jnp.broadcast_to(jnp.asarray(a), b.shape)
-    if b.ndim < 1 or h0.shape != b.shape[1:]:
-        raise ValueError(f"linear_scan needs b [t, ...] and h0 of b's trailing shape, got {b.shape} and {h0.shape}")
-    return _linear_scan(a, b, h0)
+def _algorithm(name: str) -> str:
+    """"auto" -> "linear" on CPU (a few cores stream one FMA loop faster than a tree of partial
+    products: measured in experiments/benchmark.py --suite=linear), else "associative"
+    (GPU/TPU: O(log T) depth)."""
+    if name == "auto":
+        return "linear" if jax.default_backend() == "cpu" else "associative"
+    return name
 
 
-@jax.custom_vjp
-def _linear_scan(a, b, h0):
+def _linear_loop(a: jax.Array, b: jax.Array, h0: jax.Array) -> jax.Array:
+    """h_t = a_t h_{t-1} + b_t for all t (leaves [t, ...]) by one `lax.scan` of the FMA alone:
+    the least work and memory traffic there is (one read of a and b, one write of h), which a
+    few CPU cores stream faster than any tree of partial products."""
+    def fma(h, ab):
+        h = ab[0] * h + ab[1]
+        return h, h
+
+    return jax.lax.scan(fma, h0, (a, b), unroll=_UNROLL)[1]
+
+
+def _solve(a: jax.Array, b: jax.Array, h0: jax.Array, algorithm: str) -> jax.Array:
+    if algorithm == "linear":
+        return _linear_loop(a, b, h0)
     b = b.at[0].add(a[0] * h0)
     return jax.lax.associative_scan(_linear_op, (a, b), axis=0)[1]
 
 
-def _linear_scan_fwd(a, b, h0):
-    h = _linear_scan(a, b, h0)
+def _reverse_grad(a: jax.Array, h: jax.Array, h0: jax.Array, g: jax.Array, algorithm: str):
+    """Backward of h_t = a_t h_{t-1} + b_t (leaves [t, ...]): g_t = dh_t + a_{t+1} g_{t+1},
+    solved by the same scan in reverse; returns (g = d b, d a = g_t h_{t-1}, d h0 = a_0 g_0).
+    No conjugates: JAX's VJP of a complex product is its transpose."""
+    if algorithm == "linear":
+        def step(future, a_dh):  # future = a_{t+1} g_{t+1}
+            g_t = a_dh[1] + future
+            return a_dh[0] * g_t, g_t
+
+        d_h0, g = jax.lax.scan(step, jnp.zeros_like(h0), (a, g), reverse=True, unroll=_UNROLL)
+    else:
+        a_next = jnp.concatenate([a[1:], jnp.zeros_like(a[:1])], axis=0)
+        _, g = jax.lax.associative_scan(_linear_op, (a_next, g), axis=0, reverse=True)
+        d_h0 = a[0] * g[0]
+    h_prev = jnp.concatenate([h0[None], h[:-1]], axis=0)
+    return g, g * h_prev, d_h0
+
+
+def linear_scan(a: jax.Array, b: jax.Array, h0: jax.Array, algorithm: str = "auto") -> jax.Array:
+    """All states of h_t = a_t h_{t-1} + b_t at once: a, b [t, ...] (a broadcast to b), h0 [...].
+
+    algorithm: "associative" (`lax.associative_scan`, O(log t) depth, for GPUs and TPUs),
+    "linear" (one `lax.scan` of the FMA over precomputed a, b: O(t) depth, the least work, the
+    fast one on CPUs) or "auto" (linear on CPU, else associative). The VJP is the same scan in
+    reverse. Real or complex; runs in b's dtype.
+    """
+    check_choice("linear_scan algorithm", algorithm, ALGORITHMS)
+    b, h0 = jnp.asarray(b), jnp.asarray(h0)
+    a = jnp.broadcast_to(jnp.asarray(a), b.shape)
+    if b.ndim < 1 or h0.shape != b.shape[1:]:
+        raise ValueError(f"linear_scan needs b [t, ...] and h0 of b's trailing shape, got {b.shape} and {h0.shape}")
+    return _linear_scan(a, b, h0, _algorithm(algorithm))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _linear_scan(a, b, h0, algorithm):
+    return _solve(a, b, h0, algorithm)
+
+
+def _linear_scan_fwd(a, b, h0, algorithm):
+    h = _linear_scan(a, b, h0, algorithm)
     return h, (a, h, h0)
 
 
-def _linear_scan_bwd(saved, dh):
+def _linear_scan_bwd(algorithm, saved, dh):
     a, h, h0 = saved
-    d_b, d_a, d_h0 = _reverse_grad(a, h, h0, dh)
+    d_b, d_a, d_h0 = _reverse_grad(a, h, h0, dh, algorithm)
     return d_a, d_b, d_h0
 
 
 _linear_scan.defvjp(_linear_scan_fwd, _linear_scan_bwd)
 
 
-def log_linear_scan(log_a: jax.Array, log_b: jax.Array, h0: jax.Array) -> jax.Array:
-    """`linear_scan` for positive coefficients given as logs (minGRU's log-space form):
-    (log A_t, log B_t) by the log-space operator, then h_t = A_t h0 + B_t (h0 of any sign).
-    log a = -inf is a reset (a = 0), log b = -inf is b = 0. Leaves [t, ...], h0 [...]."""
+def log_linear_scan(log_a: jax.Array, log_b: jax.Array, h0: jax.Array, algorithm: str = "auto") -> jax.Array:
+    """`linear_scan` for positive coefficients given as logs (minGRU's log-space form).
+    "associative": (log A_t, log B_t) by the log-space operator, then h_t = A_t h0 + B_t (h0 of
+    any sign); "linear" runs on a = exp(log a), b = exp(log b) (it forms no products of many
+    a's, so nothing needs the logs). log a = -inf is a reset (a = 0), log b = -inf is
+    b = 0. Leaves [t, ...], h0 [...]."""
+    check_choice("log_linear_scan algorithm", algorithm, ALGORITHMS)
     log_b, h0 = jnp.asarray(log_b), jnp.asarray(h0)
     log_a = jnp.broadcast_to(jnp.asarray(log_a), log_b.shape)
     if log_b.ndim < 1 or h0.shape != log_b.shape[1:]:
         raise ValueError(f"log_linear_scan needs log_b [t, ...] and h0 of its trailing shape, "
                          f"got {log_b.shape} and {h0.shape}")
-    return _log_linear_scan(log_a, log_b, h0)
+    return _log_linear_scan(log_a, log_b, h0, _algorithm(algorithm))
 
 
-@jax.custom_vjp
-def _log_linear_scan(log_a, log_b, h0):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _log_linear_scan(log_a, log_b, h0, algorithm):
+    if algorithm == "linear":
+        return _linear_loop(jnp.exp(log_a), jnp.exp(log_b), h0)
     log_a_cum, log_b_cum = jax.lax.associative_scan(_log_op, (log_a, log_b), axis=0)
     return jnp.exp(log_a_cum) * h0[None] + jnp.exp(log_b_cum)
 
 
-def _log_linear_scan_fwd(log_a, log_b, h0):
-    h = _log_linear_scan(log_a, log_b, h0)
+def _log_linear_scan_fwd(log_a, log_b, h0, algorithm):
+    h = _log_linear_scan(log_a, log_b, h0, algorithm)
     return h, (log_a, log_b, h, h0)
 
 
-def _log_linear_scan_bwd(saved, dh):
+def _log_linear_scan_bwd(algorithm, saved, dh):
     log_a, log_b, h, h0 = saved
     a = jnp.exp(log_a)
-    d_b, d_a, d_h0 = _reverse_grad(a, h, h0, dh)
+    d_b, d_a, d_h0 = _reverse_grad(a, h, h0, dh, algorithm)
     return d_a * a, d_b * jnp.exp(log_b), d_h0  # d log x = x d x
 
 
 _log_linear_scan.defvjp(_log_linear_scan_fwd, _log_linear_scan_bwd)
 
 
-def _parallel_run(cell, params, h0, inputs):
+def _parallel_run(cell, params, algorithm, h0, inputs):
     """Parallel mode over one span of steps (leaves [t, b, ...]) -> (last state, ys [t, b, out]).
 
     Padded steps (mask False) become identities (a = 1, b = 0: the state stops at each
@@ -496,7 +556,7 @@ def _parallel_run(cell, params, h0, inputs):
     acc = h0.dtype
     m = None if mask is None else mask[:, :, None]
     r = None if resets is None else resets[:, :, None]
-    if cell.log_space:
+    if cell.log_space and algorithm == "associative":  # the linear loop forms no long products: no logs needed
         log_a, log_b = cell.log_recurrence(params, xp, resets)
         log_b = log_b.astype(acc)
         log_a = jnp.broadcast_to(log_a.astype(acc), log_b.shape)
@@ -504,7 +564,7 @@ def _parallel_run(cell, params, h0, inputs):
             log_a = jnp.where(r, -jnp.inf, log_a)
         if m is not None:
             log_a, log_b = jnp.where(m, log_a, 0), jnp.where(m, log_b, -jnp.inf)
-        h = _log_linear_scan(log_a, log_b, h0)
+        h = _log_linear_scan(log_a, log_b, h0, algorithm)
     else:
         a, b = cell.linear_recurrence(params, xp, resets)
         b = b.astype(acc)
@@ -513,7 +573,7 @@ def _parallel_run(cell, params, h0, inputs):
             a = jnp.where(r, 0, a)
         if m is not None:
             a, b = jnp.where(m, a, 1), jnp.where(m, b, 0)
-        h = _linear_scan(a, b, h0)
+        h = _linear_scan(a, b, h0, algorithm)
     compute = xs.dtype if not jnp.issubdtype(acc, jnp.complexfloating) else acc
     ys = cell.readout(params, h.astype(compute), xp)
     if m is not None:

@@ -78,6 +78,9 @@ CASES = {
     "everything": dict(seq_lengths=True, reverse=True, initial_carry=True, resets=True),
     "chunked": dict(seq_lengths=True, resets=True, parallel_chunk=4),
     "chunked_remat": dict(seq_lengths=True, initial_carry=True, remat=True),
+    "associative": dict(seq_lengths=True, reverse=True, initial_carry=True, resets=True, parallel_scan="associative"),
+    "associative_chunked": dict(seq_lengths=True, resets=True, parallel_chunk=4, parallel_scan="associative"),
+    "linear": dict(seq_lengths=True, reverse=True, initial_carry=True, resets=True, parallel_scan="linear"),
 }
 
 
@@ -93,7 +96,8 @@ def test_parallel_equals_sequential_in_values_and_gradients(name, case):
     if spec.get("resets"):
         kw["resets"] = resets
     h0 = _carry(cell) if spec.get("initial_carry") else None
-    parallel = ScanOptions(mode="parallel", parallel_chunk=spec.get("parallel_chunk"), remat=spec.get("remat", False))
+    parallel = ScanOptions(mode="parallel", parallel_chunk=spec.get("parallel_chunk"), remat=spec.get("remat", False),
+                           parallel_scan=spec.get("parallel_scan", "auto"))
 
     def loss(params, x, h0, options):
         ys, h = scan_cell(cell, params, x, initial_carry=h0, options=options, **kw)
@@ -154,8 +158,9 @@ def _numpy_linear(a, b, h0):
     return np.stack(out)
 
 
+@pytest.mark.parametrize("algorithm", ["associative", "linear"])
 @pytest.mark.parametrize("dtype", [np.float32, np.complex64])
-def test_linear_scan_equals_the_loop_and_its_custom_vjp_equals_autodiff(dtype):
+def test_linear_scan_equals_the_loop_and_its_custom_vjp_equals_autodiff(dtype, algorithm):
     rng = np.random.default_rng(0)
     shape = (37, 2, 3)
 
@@ -164,7 +169,8 @@ def test_linear_scan_equals_the_loop_and_its_custom_vjp_equals_autodiff(dtype):
         return (z + 1j * rng.uniform(-scale, scale, shape) if dtype == np.complex64 else z).astype(dtype)
 
     a, b, h0 = sample(0.99), sample(), sample()[0]
-    h = linear_scan(jnp.asarray(a), jnp.asarray(b), jnp.asarray(h0))
+    ours_scan = functools.partial(linear_scan, algorithm=algorithm)
+    h = ours_scan(jnp.asarray(a), jnp.asarray(b), jnp.asarray(h0))
     np.testing.assert_allclose(np.asarray(h), _numpy_linear(a, b, h0), rtol=1e-4, atol=1e-5)
 
     def by_loop(a, b, h0):
@@ -175,12 +181,13 @@ def test_linear_scan_equals_the_loop_and_its_custom_vjp_equals_autodiff(dtype):
     def loss(fn):
         return lambda a, b, h0: jnp.real(jnp.sum(fn(a, b, h0) * weights))
 
-    ours = jax.grad(loss(linear_scan), argnums=(0, 1, 2))(a, b, h0)
+    ours = jax.grad(loss(ours_scan), argnums=(0, 1, 2))(a, b, h0)
     want = jax.grad(loss(by_loop), argnums=(0, 1, 2))(a, b, h0)
     _close(ours, want, rtol=1e-4, atol=1e-5)
 
 
-def test_log_linear_scan_equals_the_loop_with_resets_and_a_negative_initial_state():
+@pytest.mark.parametrize("algorithm", ["associative", "linear"])
+def test_log_linear_scan_equals_the_loop_with_resets_and_a_negative_initial_state(algorithm):
     rng = np.random.default_rng(1)
     shape = (29, 2, 3)
     a, b = rng.uniform(0.05, 0.99, shape).astype(np.float32), rng.uniform(0.1, 2.0, shape).astype(np.float32)
@@ -189,9 +196,9 @@ def test_log_linear_scan_equals_the_loop_with_resets_and_a_negative_initial_stat
     h0 = rng.normal(size=shape[1:]).astype(np.float32)
     with np.errstate(divide="ignore"):
         log_a, log_b = jnp.log(a), jnp.log(b)
-    h = log_linear_scan(log_a, log_b, jnp.asarray(h0))
+    h = log_linear_scan(log_a, log_b, jnp.asarray(h0), algorithm)
     np.testing.assert_allclose(np.asarray(h), _numpy_linear(a, b, h0), rtol=1e-5, atol=1e-6)
-    grads = jax.grad(lambda la, lb, h0: jnp.sum(jnp.sin(log_linear_scan(la, lb, h0))), argnums=(0, 1, 2))(
+    grads = jax.grad(lambda la, lb, h0: jnp.sum(jnp.sin(log_linear_scan(la, lb, h0, algorithm))), argnums=(0, 1, 2))(
         log_a, log_b, jnp.asarray(h0))
     want = jax.grad(lambda a, b, h0: jnp.sum(jnp.sin(linear_scan(a, b, h0))), argnums=(0, 1, 2))(
         jnp.asarray(a), jnp.asarray(b), jnp.asarray(h0))
@@ -224,10 +231,20 @@ def test_jit_equals_eager_in_parallel_mode():
     _close(eager, jitted, rtol=1e-6, atol=1e-6)
 
 
-def test_parallel_chunk_is_validated_in_one_line():
+def test_parallel_chunk_and_scan_are_validated_in_one_line():
     for bad in (0, -2, 2.5, True):
         with pytest.raises(ConfigError, match=r"^ScanOptions.parallel_chunk must be None or a positive int, got"):
             ScanOptions(parallel_chunk=bad)
+    with pytest.raises(ConfigError, match=r"^ScanOptions.parallel_scan='tree' is not valid; choose one of "
+                                          r"\['associative', 'auto', 'linear'\]$"):
+        ScanOptions(parallel_scan="tree")
+
+
+def test_auto_parallel_scan_is_the_linear_loop_on_cpu():
+    from gatedrnn.scan import _algorithm
+
+    assert jax.default_backend() == "cpu" and _algorithm("auto") == "linear"
+    assert _algorithm("associative") == "associative"
 
 
 def test_resets_of_the_wrong_shape_or_dtype_are_refused():

@@ -106,6 +106,7 @@ def scan_config() -> ml_collections.ConfigDict:
     c.unroll = ml_collections.FieldReference(defaults.unroll, field_type=object)  # a positive int, or True (fully)
     c.projection_chunk = ml_collections.FieldReference(defaults.projection_chunk, field_type=object)  # int or None
     c.parallel_chunk = ml_collections.FieldReference(defaults.parallel_chunk, field_type=object)  # int or None
+    c.parallel_scan = defaults.parallel_scan  # "auto" (linear on CPU, else associative), "associative", "linear"
     c.dtype = "float32"  # compute dtype; "bfloat16" for mixed precision (params stay float32)
     return c
 
@@ -182,7 +183,8 @@ def to_json(config: ml_collections.ConfigDict) -> str:
 
 # Fields added to the config since runs were first saved, and their values that reproduce what a
 # run saved without them did (so those runs still resume).
-ADDED_FIELDS = {"model.block": (None, "auto"), "model.scan.parallel_chunk": (None,)}
+ADDED_FIELDS = {"model.block": (None, "auto"), "model.scan.parallel_chunk": (None,),
+                "model.scan.parallel_scan": ("auto",)}
 
 
 def check_resume_compatible(config: ml_collections.ConfigDict, saved_path: str) -> None:
