@@ -1,9 +1,12 @@
 """The linear-cell suite of the benchmark (gatedrnn.lab.benchmark.linear, --suite=linear): a tiny run has
-every contestant with positive, finite numbers and passed agreement checks; the budget skips and shortens;
-the ratios and the issue's targets are computed from the tokens/s. No timing assertions."""
+every contestant with positive, finite numbers and passed agreement checks; the two parallel rows run the
+algorithms they name; the budget skips and shortens; the ratios and the issue's targets are computed from
+the tokens/s. No timing assertions."""
 
 import math
 
+import jax
+import jax.numpy as jnp
 import pytest
 
 from gatedrnn.lab import benchmark as bm
@@ -26,7 +29,9 @@ def test_quick_linear_suite_has_every_contestant_with_sane_numbers(tmp_path):
     single_thread = torch.get_num_threads() > 1
     names = bm.contestant_names(bm.LINEAR_CELLS, (4,), single_thread)
     assert list(result["contestants"]) == names
-    assert {"mingru parallel", "mingru parallel[chunk 4]", "mingru sequential", "lru sequential",
+    auto = "linear" if jax.default_backend() == "cpu" else "associative"
+    assert {f"mingru parallel (auto: {auto})", "mingru parallel[associative]", "mingru parallel[chunk 4]",
+            "mingru sequential", f"lru parallel (auto: {auto})", "lru parallel[associative]", "lru sequential",
             "rglru recurrentgemma[associative]", "rglru recurrentgemma[linear]", "torch GRU", "torch LSTM"} <= set(names)
     for name, c in result["contestants"].items():
         assert "skipped" not in c, name
@@ -37,8 +42,10 @@ def test_quick_linear_suite_has_every_contestant_with_sane_numbers(tmp_path):
             assert c["memory_kind"] in ("rss", "maxrss") and c["compile_s"] is None
         else:  # the outputs and gradients alone are > 0 bytes
             assert c["memory_kind"] == "xla" and c["memory_bytes"] > 0 and c["compile_s"] > 0
-    # each cell's sequential mode (and recurrentgemma's RG-LRU) was checked against its parallel mode
-    checked = {n for n in names if not n.startswith("torch") and n.partition(" ")[2] != "parallel"}
+    # each cell's other rows (and recurrentgemma's RG-LRU) were checked against its auto parallel row
+    autos = {linear.parallel_name(c) for c in bm.LINEAR_CELLS}
+    checked = {n for n in names if not n.startswith("torch") and n not in autos}
+    assert "rglru parallel[associative]" in checked and "rglru recurrentgemma[linear]" in checked
     assert set(result["agreement"]) == checked
     assert all(a["passed"] and a["forward_max_abs_diff"] <= 1e-4 for a in result["agreement"].values())
     for name, ratios in result["ratios"].items():
@@ -66,7 +73,25 @@ def test_contestants_predicted_over_budget_are_skipped_with_a_note():
         assert c["tokens_per_s"] is None and "60 s per call predicted > budget 5 s" in c["skipped"], name
         assert result["ratios"][name]["own_sequential"] is None
     table = bm.linear_table({"sizes": [result]})
-    assert "| LQ (B2 T16 I8 H8) | mingru parallel | - |" in table and "skipped" in table
+    assert f"| LQ (B2 T16 I8 H8) | {linear.parallel_name('mingru')} | - |" in table and "skipped" in table
+    assert "| LQ (B2 T16 I8 H8) | mingru parallel[associative] | - |" in table
+
+
+def _scans_in(cell_name, parallel_scan):
+    from gatedrnn.cells import CELLS
+
+    cell = CELLS[cell_name](4, 4)
+    x = jnp.ones((2, 8, 4))
+    train = linear._train(linear.cell_apply(cell, "parallel", None, parallel_scan))
+    return str(jax.make_jaxpr(train)(cell.init(jax.random.key(0)), x, x)).count("scan[")
+
+
+@pytest.mark.parametrize("cell_name", bm.LINEAR_CELLS)
+def test_parallel_rows_run_the_algorithm_they_name(cell_name):
+    # "linear" is one lax.scan forward and one in reverse; associative_scan has no scan primitive
+    assert _scans_in(cell_name, "associative") == 0
+    assert _scans_in(cell_name, "linear") == 2
+    assert _scans_in(cell_name, "auto") == (2 if jax.default_backend() == "cpu" else 0)
 
 
 def _timed(name, first_s, calls):
@@ -92,30 +117,38 @@ def _result(size, tokens_per_s, threads=2):
 
 
 def test_ratios_and_targets():
-    r = _result((4, 8192, 64), {"mingru parallel": 2000.0, "mingru sequential": 250.0, "lru parallel": 300.0,
-                                "lru sequential": 100.0, "torch GRU": 50.0, "torch GRU[1 thread]": 125.0,
-                                "torch LSTM": 400.0})
-    assert r["ratios"]["mingru parallel"] == {"own_sequential": 8.0, "torch_gru": 40.0, "torch_lstm": 5.0,
-                                             "torch_gru_1thread": 16.0}
+    mingru, lru = linear.parallel_name("mingru"), linear.parallel_name("lru")
+    assert mingru == f"mingru parallel (auto: {'linear' if jax.default_backend() == 'cpu' else 'associative'})"
+    r = _result((4, 8192, 64), {mingru: 2000.0, "mingru parallel[associative]": 500.0, "mingru sequential": 250.0,
+                                lru: 300.0, "lru parallel[associative]": 1000.0, "lru sequential": 100.0,
+                                "torch GRU": 50.0, "torch GRU[1 thread]": 125.0, "torch LSTM": 400.0})
+    assert r["ratios"][mingru] == {"own_sequential": 8.0, "torch_gru": 40.0, "torch_lstm": 5.0,
+                                   "torch_gru_1thread": 16.0}
+    assert r["ratios"]["mingru parallel[associative]"]["own_sequential"] == 2.0
     assert r["ratios"]["mingru sequential"]["own_sequential"] is None
+    # the targets use the auto rows (lru's associative row, 10x its sequential, does not count)
     targets = {t["target"]: (t["value"], t["met"]) for t in linear.linear_targets([r], ("mingru", "lru", "rglru"))}
     assert targets == {
-        "mingru parallel / torch GRU (2 threads) at B4 T8192 H64": (40.0, True),
-        "mingru parallel / torch GRU[1 thread] at B4 T8192 H64": (16.0, False),
+        f"{mingru} / torch GRU (2 threads) at B4 T8192 H64": (40.0, True),
+        f"{mingru} / torch GRU[1 thread] at B4 T8192 H64": (16.0, False),
         "mingru sequential / torch GRU (2 threads) at B4 T8192 H64": (5.0, False),
         "mingru sequential / torch GRU[1 thread] at B4 T8192 H64": (2.0, False),
-        "mingru parallel / mingru sequential at T=8192": (8.0, True),
-        "lru parallel / lru sequential at T=8192": (3.0, False),
-        "rglru parallel / rglru sequential at T=8192": (None, None),  # not run
+        f"{mingru} / mingru sequential at T=8192": (8.0, True),
+        f"{lru} / lru sequential at T=8192": (3.0, False),
+        f"{linear.parallel_name('rglru')} / rglru sequential at T=8192": (None, None),  # not run
     }
     # the next size's calls are predicted from this one's by b * t * h
     assert linear.predict(r, bm.Size("x", 8, 8192, 64, 64))["torch GRU"] == pytest.approx(2.0)
     lines = bm.report.linear_targets_lines({"targets": linear.linear_targets([r], ("lru",))})
-    assert lines == ["- lru parallel / lru sequential at T=8192: 3.00x (goal >= 5x: NOT met)"]
+    assert lines == [f"- {lru} / lru sequential at T=8192: 3.00x (goal >= 5x: NOT met)"]
 
 
 def test_names_and_one_line_errors():
     assert linear.own_sequential("lru parallel[chunk 64]") == "lru sequential"
+    assert linear.own_sequential("lru parallel[associative]") == "lru sequential"
+    assert linear.own_sequential(linear.parallel_name("lru")) == "lru sequential"
+    assert linear.contestant_names(("lru",), (8,))[:4] == [
+        linear.parallel_name("lru"), "lru parallel[associative]", "lru parallel[chunk 8]", "lru sequential"]
     assert linear.own_sequential("rglru recurrentgemma[associative]") == "rglru recurrentgemma[linear]"
     assert linear.own_sequential("torch GRU") is None and linear.own_sequential("lru sequential") is None
     with pytest.raises(ConfigError, match=r"--suite='fast' is not valid; choose one of \['all', 'classic', 'linear'\]"):

@@ -7,7 +7,14 @@ Glossary: b batch, t time, h hidden units (the input size d = h, so the RG-LRU h
 For each size it times one forward+backward: the gradient of sum(y * g) (g [b, t, h] a fixed random
 cotangent) w.r.t. params and inputs, jitted for the JAX contestants:
 
-  <cell> parallel      `scan_cell(cell, params, x, mode="parallel")`, cell in mingru, minlstm, lru, rglru
+  <cell> parallel (auto: linear)
+                       `scan_cell(cell, params, x, mode="parallel")`, cell in mingru, minlstm, lru, rglru, with
+                       the engine's default `parallel_scan="auto"`; the label names what auto resolves to on
+                       this backend ("linear" on CPU: the coefficients for all steps at once, then one
+                       `lax.scan` of the FMA h = a h + b; "associative" on GPU/TPU)
+  <cell> parallel[associative]
+                       the same with `parallel_scan="associative"` (`lax.associative_scan`)
+  <cell> parallel[chunk K]  (--linear_chunks) the auto row with `parallel_chunk=K`
   <cell> sequential    the same cell and params, `mode="sequential"` (its own default VJP)
   rglru recurrentgemma[associative] / [linear]
                        `recurrentgemma.jax.RGLRU` (the whole layer: gates, normalisation and its
@@ -15,8 +22,9 @@ cotangent) w.r.t. params and inputs, jitted for the JAX contestants:
                        rglru's params (the two param trees are the same), positions 1..t (no document start)
   torch GRU / LSTM     `torch.nn.GRU` / `LSTM(h, h, batch_first=True)`, CPU, the same b, t, h
 
-Before timing, each cell's sequential mode and recurrentgemma's RG-LRU must give the parallel mode's
-outputs and input gradients (`OutputMismatch` otherwise). Memory: the JAX contestants report XLA's temp +
+Before timing, each cell's other rows (associative, chunks, sequential) and recurrentgemma's RG-LRU must
+give the auto parallel row's outputs and input gradients (`OutputMismatch` otherwise). The "own
+sequential" ratio of every parallel row is to `<cell> sequential`; the targets use the auto row. Memory: the JAX contestants report XLA's temp +
 output bytes of the compiled call (`memory_analysis()`, kind "xla"); torch the peak RSS growth during one
 call (VmHWM after a reset and `malloc_trim`, kind "rss"; "maxrss" where /proc cannot reset it).
 
@@ -45,7 +53,7 @@ from gatedrnn.cells import CELLS
 from gatedrnn.lab.benchmark.contestants import jax_compile
 from gatedrnn.lab.benchmark.sizes import Size
 from gatedrnn.lab.benchmark.timing import OutputMismatch
-from gatedrnn.scan import scan_cell
+from gatedrnn.scan import _algorithm, scan_cell
 
 LINEAR_CELLS = ("mingru", "minlstm", "lru", "rglru")
 LINEAR_SIZES = {
@@ -56,14 +64,19 @@ LINEAR_SIZES = {
 }
 TORCH_CELLS = ("gru", "lstm")
 RG_SCANS = ("associative", "linear")  # recurrentgemma.common.ScanType ASSOCIATIVE_NATIVE / LINEAR_NATIVE
+PARALLEL_SCANS = ("auto", "associative")  # the parallel rows' ScanOptions.parallel_scan (chunk rows: auto)
 LINEAR_FORWARD_TOL = 1e-4  # max |other - parallel| on outputs, relative to max(1, max |parallel|)
 LINEAR_GRAD_TOL = 1e-3  # the same on input gradients
 TARGET_SIZE = (4, 8192, 64)  # (b, t, h) of the issue's torch target
 TARGETS = {"vs_torch_gru": 20.0, "vs_sequential": 5.0}  # mingru parallel / torch GRU; parallel / own sequential
 
 
-def parallel_name(cell: str, chunk: int | None = None) -> str:
-    return f"{cell} parallel" if chunk is None else f"{cell} parallel[chunk {chunk}]"
+def parallel_name(cell: str, chunk: int | None = None, scan: str = "auto") -> str:
+    """"mingru parallel (auto: linear)" (auto names what it resolves to here), "mingru parallel[associative]",
+    "mingru parallel[chunk 64]" (chunk rows run auto)."""
+    if chunk is not None:
+        return f"{cell} parallel[chunk {chunk}]"
+    return f"{cell} parallel (auto: {_algorithm('auto')})" if scan == "auto" else f"{cell} parallel[{scan}]"
 
 
 def sequential_name(cell: str) -> str:
@@ -95,7 +108,8 @@ def contestant_names(cells: tuple[str, ...], chunks: tuple[int, ...] = (), singl
     """Every contestant of the suite, in table order (`single_thread`: the torch[1 thread] rows too)."""
     names = []
     for c in cells:
-        names += [parallel_name(c), *(parallel_name(c, k) for k in chunks), sequential_name(c)]
+        names += [*(parallel_name(c, scan=s) for s in PARALLEL_SCANS), *(parallel_name(c, k) for k in chunks),
+                  sequential_name(c)]
     if "rglru" in cells:
         names += [rg_name(s) for s in RG_SCANS]
     names += [torch_name(c) for c in TORCH_CELLS]
@@ -139,9 +153,11 @@ def _jax_timed(name: str, apply: Callable, params: Any, x: jax.Array, g: jax.Arr
     return timed, (np.asarray(y, np.float32), np.asarray(d_x, np.float32))
 
 
-def cell_apply(cell, mode: str, parallel_chunk: int | None = None) -> Callable:
-    """apply(params, x [b, t, d]) -> y [b, t, h] in the engine's `mode` (and `parallel_chunk`)."""
+def cell_apply(cell, mode: str, parallel_chunk: int | None = None, parallel_scan: str = "auto") -> Callable:
+    """apply(params, x [b, t, d]) -> y [b, t, h] in the engine's `mode` (and `parallel_chunk`, `parallel_scan`)."""
     kwargs = {} if parallel_chunk is None else {"parallel_chunk": parallel_chunk}
+    if mode == "parallel":
+        kwargs["parallel_scan"] = parallel_scan
 
     def apply(params, x):
         return scan_cell(cell, params, x, mode=mode, **kwargs)[0]
@@ -237,7 +253,7 @@ def torch_timed(cell: str, size: Size, x: np.ndarray, g: np.ndarray, *, threads:
 
 
 def _agreement(name: str, reference: tuple, other: tuple) -> dict:
-    """Max abs differences of (y, d x) to the parallel mode's, and whether both are within tolerance."""
+    """Max abs differences of (y, d x) to the auto parallel row's, and whether both are within tolerance."""
     scale_y, scale_g = (max(1.0, float(np.max(np.abs(r)))) for r in reference)
     fwd = float(np.max(np.abs(other[0] - reference[0])))
     grad = float(np.max(np.abs(other[1] - reference[1])))
@@ -320,13 +336,14 @@ def run_linear_size(
         cell = CELLS[name](size.input_size, h)
         params = cell.init(jax.random.key(seed))
         reference = None
-        variants = [("parallel", None), *(("parallel", k) for k in chunks), ("sequential", None)]
-        for mode, chunk in variants:
-            label = parallel_name(name, chunk) if mode == "parallel" else sequential_name(name)
+        variants = [*(("parallel", None, s) for s in PARALLEL_SCANS), *(("parallel", k, "auto") for k in chunks),
+                    ("sequential", None, "auto")]
+        for mode, chunk, scan in variants:
+            label = parallel_name(name, chunk, scan) if mode == "parallel" else sequential_name(name)
             if over_budget(label):
                 continue
             log(label)
-            entry, outputs = _jax_timed(label, cell_apply(cell, mode, chunk), params, x, g)
+            entry, outputs = _jax_timed(label, cell_apply(cell, mode, chunk, scan), params, x, g)
             timed.append(entry)
             finite[label] = bool(np.isfinite(outputs[0]).all() and np.isfinite(outputs[1]).all())
             if reference is None:
@@ -442,8 +459,8 @@ def usable_cpus() -> int:
 
 def linear_targets(results: list[dict], cells: tuple[str, ...]) -> list[dict]:
     """The issue's targets as measured (value None where that size or contestant did not run):
-    mingru / torch GRU at B4 T8192 H64 (>= 20x; parallel and sequential mode, torch at the core count
-    and at 1 thread) and each cell's parallel / own sequential at T = 8192 (>= 5x)."""
+    mingru / torch GRU at B4 T8192 H64 (>= 20x; parallel (auto) and sequential mode, torch at the core
+    count and at 1 thread) and each cell's parallel (auto) / own sequential at T = 8192 (>= 5x)."""
 
     def target(text: str, goal: float, value: float | None) -> dict:
         return {"target": text, "goal": goal, "value": value, "met": None if value is None else value >= goal}
@@ -464,5 +481,5 @@ def linear_targets(results: list[dict], cells: tuple[str, ...]) -> list[dict]:
                                   ratios.get("torch_gru_1thread")))
     for cell in cells:
         value = at_8k["ratios"].get(parallel_name(cell), {}).get("own_sequential") if at_8k else None
-        out.append(target(f"{cell} parallel / {cell} sequential at T=8192", TARGETS["vs_sequential"], value))
+        out.append(target(f"{parallel_name(cell)} / {cell} sequential at T=8192", TARGETS["vs_sequential"], value))
     return out

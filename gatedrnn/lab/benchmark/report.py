@@ -189,7 +189,10 @@ def report_markdown(report: dict, vjps: tuple[str | None, ...], command: str) ->
         lines += [
             f"Linear cells, fwd+bwd (grad of sum(y * g) w.r.t. params and x; input size = H), float32; "
             f"torch on {m['torch_threads']} threads (and [1 thread]), XLA on {lin['jax_cpu_threads']} cores; "
-            f"budget {lin['budget_s']:g} s of calls per contestant and size. Memory: xla = temp + output bytes "
+            f"budget {lin['budget_s']:g} s of calls per contestant and size. \"parallel (auto: X)\" = "
+            "parallel_scan=\"auto\", which is X on this backend (linear: one lax.scan of the FMA over precomputed "
+            "coefficients); \"parallel[associative]\" = lax.associative_scan; both × own sequential are to "
+            "<cell> sequential, the targets use auto. Memory: xla = temp + output bytes "
             "of the compiled call (memory_analysis), rss = peak RSS growth during one torch call.",
             "",
             linear_table(lin),
