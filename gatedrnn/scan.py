@@ -342,7 +342,7 @@ def scan_cell(
 
     if run_mode == "parallel":
         chunk = opts.parallel_chunk or (_remat_chunk(opts.remat, time) if opts.remat else None)
-        run = functools.partial(_parallel_run, cell, params, _algorithm(opts.parallel_scan))
+        run = functools.partial(_parallel_run, cell, params, resolve_parallel_scan(opts.parallel_scan))
         out_dtype = carry.dtype
         carry = carry.astype(_scan_dtype(carry.dtype))
     else:
@@ -427,7 +427,7 @@ ALGORITHMS = ("auto", "associative", "linear")  # ScanOptions.parallel_scan
 _UNROLL = 1  # of the linear loop
 
 
-def _algorithm(name: str) -> str:
+def resolve_parallel_scan(name: str) -> str:
     """"auto" -> "linear" on CPU (a few cores stream one FMA loop faster than a tree of partial
     products: measured in experiments/benchmark.py --suite=linear), else "associative"
     (GPU/TPU: O(log T) depth)."""
@@ -485,7 +485,7 @@ def linear_scan(a: jax.Array, b: jax.Array, h0: jax.Array, algorithm: str = "aut
     a = jnp.broadcast_to(jnp.asarray(a), b.shape)
     if b.ndim < 1 or h0.shape != b.shape[1:]:
         raise ValueError(f"linear_scan needs b [t, ...] and h0 of b's trailing shape, got {b.shape} and {h0.shape}")
-    return _linear_scan(a, b, h0, _algorithm(algorithm))
+    return _linear_scan(a, b, h0, resolve_parallel_scan(algorithm))
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
@@ -519,7 +519,7 @@ def log_linear_scan(log_a: jax.Array, log_b: jax.Array, h0: jax.Array, algorithm
     if log_b.ndim < 1 or h0.shape != log_b.shape[1:]:
         raise ValueError(f"log_linear_scan needs log_b [t, ...] and h0 of its trailing shape, "
                          f"got {log_b.shape} and {h0.shape}")
-    return _log_linear_scan(log_a, log_b, h0, _algorithm(algorithm))
+    return _log_linear_scan(log_a, log_b, h0, resolve_parallel_scan(algorithm))
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))

@@ -241,10 +241,10 @@ def test_parallel_chunk_and_scan_are_validated_in_one_line():
 
 
 def test_auto_parallel_scan_is_the_linear_loop_on_cpu():
-    from gatedrnn.scan import _algorithm
+    from gatedrnn.scan import resolve_parallel_scan
 
-    assert jax.default_backend() == "cpu" and _algorithm("auto") == "linear"
-    assert _algorithm("associative") == "associative"
+    assert jax.default_backend() == "cpu" and resolve_parallel_scan("auto") == "linear"
+    assert resolve_parallel_scan("associative") == "associative"
 
 
 def test_resets_of_the_wrong_shape_or_dtype_are_refused():

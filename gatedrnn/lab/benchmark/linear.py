@@ -53,7 +53,7 @@ from gatedrnn.cells import CELLS
 from gatedrnn.lab.benchmark.contestants import jax_compile
 from gatedrnn.lab.benchmark.sizes import Size
 from gatedrnn.lab.benchmark.timing import OutputMismatch
-from gatedrnn.scan import _algorithm, scan_cell
+from gatedrnn.scan import resolve_parallel_scan, scan_cell
 
 LINEAR_CELLS = ("mingru", "minlstm", "lru", "rglru")
 LINEAR_SIZES = {
@@ -76,7 +76,7 @@ def parallel_name(cell: str, chunk: int | None = None, scan: str = "auto") -> st
     "mingru parallel[chunk 64]" (chunk rows run auto)."""
     if chunk is not None:
         return f"{cell} parallel[chunk {chunk}]"
-    return f"{cell} parallel (auto: {_algorithm('auto')})" if scan == "auto" else f"{cell} parallel[{scan}]"
+    return f"{cell} parallel (auto: {resolve_parallel_scan('auto')})" if scan == "auto" else f"{cell} parallel[{scan}]"
 
 
 def sequential_name(cell: str) -> str:
