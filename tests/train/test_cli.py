@@ -96,7 +96,7 @@ def test_bad_input_is_one_line_on_stderr_exit_1_and_no_workdir(tmp_path, env, re
     fresh = tmp_path / "fresh"
     bad = run(str(fresh), env, "--config.model.cell=lstmm")
     assert bad.returncode == 1
-    assert bad.stderr.strip().splitlines()[-1].startswith("error: model.cell='lstmm' is not valid; choose one of ['gru', 'lstm'")
+    assert bad.stderr.strip().splitlines()[-1].startswith("error: model.cell='lstmm' is not valid; choose one of ['gru', 'lru', 'lstm'")
     assert "Traceback" not in bad.stderr and not fresh.exists()
     typo = run(str(fresh), env, "--config.modl.hidden_size=4")
     assert typo.returncode == 1 and not fresh.exists()
