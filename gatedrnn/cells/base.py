@@ -55,7 +55,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gatedrnn.validation import check_positive
+from gatedrnn.validation import ConfigError, check_positive
 
 Params = dict[str, Any]
 Carry = Any
@@ -116,6 +116,18 @@ def layer_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, eps: float = 1e-
     var = jnp.mean(jnp.square(x32 - mean), axis=-1, keepdims=True)
     y = (x32 - mean) * jax.lax.rsqrt(var + eps)
     return (y * expand(scale, y) + expand(bias, y)).astype(x.dtype)
+
+
+def projects_input(name: str, option: Any, input_size: int, hidden_size: int) -> bool:
+    """Validates a width-preserving cell's `input_projection` option (None, True or False) and
+    says whether x passes through a dense projection to hidden_size first: None -> only when
+    input_size != hidden_size. One-line ConfigError for a bad value."""
+    if not isinstance(option, bool) and option is not None:
+        raise ConfigError(f"{name}.input_projection must be None, True or False, got {option!r}")
+    if option is False and input_size != hidden_size:
+        raise ConfigError(f"{name}.input_projection=False needs input_size == hidden_size, "
+                          f"got {input_size} != {hidden_size}")
+    return input_size != hidden_size if option is None else option
 
 
 @dataclasses.dataclass(frozen=True)

@@ -28,7 +28,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gatedrnn.cells.base import LinearCell, Params, expand
+from gatedrnn.cells.base import LinearCell, Params, expand, projects_input
 from gatedrnn.validation import ConfigError, check_positive
 
 
@@ -132,18 +132,12 @@ class RGLRU(LinearCell):
         rads = (self.min_rad, self.max_rad)
         if not all(isinstance(r, (int, float)) and not isinstance(r, bool) for r in rads) or not 0 < self.min_rad < self.max_rad < 1:
             raise ConfigError(f"RGLRU needs 0 < min_rad < max_rad < 1, got min_rad={self.min_rad!r}, max_rad={self.max_rad!r}")
-        if self.input_projection not in (None, True, False) or isinstance(self.input_projection, int) and not isinstance(self.input_projection, bool):
-            raise ConfigError(f"RGLRU.input_projection must be None, True or False, got {self.input_projection!r}")
-        if self.input_projection is False and self.input_size != self.hidden_size:
-            raise ConfigError(f"RGLRU.input_projection=False needs input_size == hidden_size, "
-                              f"got {self.input_size} != {self.hidden_size}")
+        projects_input("RGLRU", self.input_projection, self.input_size, self.hidden_size)  # validates
 
     @property
     def projects_input(self) -> bool:
         """Whether x passes through the dense input projection first."""
-        if self.input_projection is None:
-            return self.input_size != self.hidden_size
-        return self.input_projection
+        return projects_input("RGLRU", self.input_projection, self.input_size, self.hidden_size)
 
     def init(self, key, dtype=jnp.float32) -> Params:
         k_lambda, k_a, k_x, k_in = jax.random.split(key, 4)

@@ -35,7 +35,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gatedrnn.cells.base import LinearCell, Params, expand, uniform
+from gatedrnn.cells.base import LinearCell, Params, expand, projects_input, uniform
 from gatedrnn.validation import ConfigError, check_choice, check_positive
 
 DISCRETIZATIONS = ("euler", "zoh")
@@ -107,11 +107,7 @@ class S6(LinearCell):
         if self.dt_min > self.dt_max:
             raise ConfigError(f"S6 needs dt_min <= dt_max, got dt_min={self.dt_min!r}, dt_max={self.dt_max!r}")
         check_choice("S6.discretization", self.discretization, DISCRETIZATIONS)
-        if self.input_projection not in (None, True, False) or isinstance(self.input_projection, int) and not isinstance(self.input_projection, bool):
-            raise ConfigError(f"S6.input_projection must be None, True or False, got {self.input_projection!r}")
-        if self.input_projection is False and self.input_size != self.hidden_size:
-            raise ConfigError(f"S6.input_projection=False needs input_size == hidden_size, "
-                              f"got {self.input_size} != {self.hidden_size}")
+        projects_input("S6", self.input_projection, self.input_size, self.hidden_size)  # validates
 
     @property
     def state_size(self) -> int:
@@ -126,9 +122,7 @@ class S6(LinearCell):
     @property
     def projects_input(self) -> bool:
         """Whether x passes through the dense input projection first."""
-        if self.input_projection is None:
-            return self.input_size != self.hidden_size
-        return self.input_projection
+        return projects_input("S6", self.input_projection, self.input_size, self.hidden_size)
 
     def init(self, key, dtype=jnp.float32) -> Params:
         k_x, k_dtw, k_dt, k_in = jax.random.split(key, 4)
