@@ -197,7 +197,7 @@ def build_rnn(
     """A `Stack` of `num_layers` layers of a registered cell, optionally bidirectional.
 
     `scan` (a `ScanOptions`) is how every layer runs; keyword options named like its fields
-    (`unroll=`, `remat=`, `dtype=`, `vjp=`, `projection_chunk=`, `mode=`, `parallel_chunk=`)
+    (`unroll=`, `remat=`, `dtype=`, `vjp=`, `projection_chunk=`, `mode=`, `parallel_chunk=`, `parallel_scan=`)
     override them, and the other keyword options go to the cell.
 
     `block` (None: plain `RNN` layers) makes every layer a block of `gatedrnn.nn.blocks` around
