@@ -37,7 +37,7 @@ def _lengths(x: jax.Array, seq_lengths) -> jax.Array:
 
 
 def last_pool(x: jax.Array, seq_lengths: jax.Array | None = None) -> jax.Array:
-    """x [b, t, h] -> x[i, L_i - 1] [b, h] (zeros where L_i = 0)."""
+    """x [b, t, h] -> `x[i, L_i - 1]`, [b, h] (zeros where L_i = 0)."""
     lengths = _lengths(x, seq_lengths)
     idx = jnp.maximum(lengths - 1, 0)[:, None, None]
     last = jnp.take_along_axis(x, idx, axis=1)[:, 0]
