@@ -98,7 +98,7 @@ def _commands() -> dict[str, set[str]]:
         if b.lang != "bash":
             continue
         for m in COMMAND.finditer(b.source):
-            flags = {f for f in re.findall(r"(?:^|\s)'?--(\w+)", m.group(2)) if f != "config"}
+            flags = {f for f in re.findall(r"(?:^|\s)'?--([\w-]+)", m.group(2)) if f != "config"}
             found.setdefault(m.group(1), set()).update(flags)
     return found
 
