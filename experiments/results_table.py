@@ -1,16 +1,11 @@
-"""The results table, built from training runs' metrics (never typed by hand).
+"""The old name of `python -m experiments.results --runs=...` (kept for scripts that call it):
+the runs table of given workdirs, by the same library call, `gatedrnn.lab.suite.results`.
 
-  python -m experiments.results_table --runs=/tmp/res/adding200_lstm,/tmp/res/adding200_gru,/tmp/res/adding200_rnn \
-      --out=docs/results.md
+  python -m experiments.results_table --runs=/tmp/res/adding200_lstm,/tmp/res/adding200_rnn --out=/tmp/results.md
+  python -m experiments.results_table --manifests=/tmp/studies/cells/manifest.txt   # markdown to stdout
 
---runs: workdirs of `experiments.train` runs (config.json + metrics.jsonl); --manifests: files
-listing workdirs one per line (the studies write --out/manifest.txt). Each row gives the run
-(its directory name), task, T, cell, the eval loss reached (last and best), the trivial baseline measured on the same eval
-batches, a published figure where one exists (with its source), the training time and the
-exact `experiments.train` command that reproduces the run (every field that differs from the
-config file it was trained from, which experiments.train records in the workdir), listed below
-the table. Writes markdown to --out (stdout without it) and --csv if given. The table is
-`gatedrnn.lab.results.write_results_table`.
+As before, --out is the markdown file (stdout without it) and --csv an optional CSV file. The
+tracked docs/results.md is only rewritten with --write.
 """
 
 import shlex
@@ -18,7 +13,8 @@ import sys
 
 from absl import app, flags
 
-from gatedrnn.lab.results import read_manifests, write_results_table
+from gatedrnn.lab.suite import results
+from gatedrnn.validation import ConfigError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("runs", [], "Run workdirs.")
@@ -28,16 +24,24 @@ flags.DEFINE_string("workdir_for_command", "/tmp/{name}", "The --workdir shown i
 flags.DEFINE_string("out", None, "Markdown output file (stdout if unset).")
 flags.DEFINE_string("csv", None, "Optional CSV output file.")
 flags.DEFINE_string("title", "Results", "Heading of the markdown file.")
+flags.DEFINE_bool("write", False, "Needed to rewrite the tracked docs/results.md (--out, default docs/results.md).")
 
 
 def main(argv):
-    del argv
-    workdirs = list(FLAGS.runs) + read_manifests(FLAGS.manifests)
-    if not workdirs:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if not FLAGS.runs and not FLAGS.manifests:
         raise app.UsageError("give --runs and/or --manifests")
-    print(write_results_table(workdirs, title=FLAGS.title, out=FLAGS.out, csv=FLAGS.csv,
-                              generated_by=f"python -m experiments.results_table {shlex.join(sys.argv[1:])}",
-                              workdir_for_command=FLAGS.workdir_for_command, configs_dir=FLAGS.configs))
+    try:
+        text = results(runs=FLAGS.runs, manifests=FLAGS.manifests, markdown=FLAGS.out or "-", csv=FLAGS.csv,
+                       write=FLAGS.write, table=FLAGS.out if FLAGS.write else None, title=FLAGS.title, configs_dir=FLAGS.configs,
+                       workdir_for_command=FLAGS.workdir_for_command,
+                       generated_by=f"python -m experiments.results_table {shlex.join(sys.argv[1:])}")
+    except ConfigError as e:  # one line, not the usage text
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    if FLAGS.out is None:
+        print(text)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ One module per job:
   vanishing_gradients.py, lstm_ablation.py, cell_comparison.py   the three studies (experiments/study_*.py)
   plots.py               their figures; tables.py: the one markdown / CSV table writer
   results.py             run summaries, the results table and the results suite's rows and commands
-  suite.py               training the results suite and writing its table (experiments/reproduce_results.py)
+  suite.py               the results system: the suite trained, given runs tabulated (experiments/results.py)
   benchmark/             the speed harness of experiments/benchmark.py (contestants, timing, tables)
   runtime.py             allocator settings for timing runs
   studies.py             the names the notebooks import, re-exported from the above

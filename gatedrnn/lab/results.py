@@ -2,14 +2,16 @@
 
 One summary type and one document for both tables:
 
-- `summarize_run(workdir) -> RunSummary`: a run's config (config.json), the config file that
-  trained it, its metrics.jsonl records and final_metrics.json, and what the tables read from them.
-- the results table (`experiments/results_table.py`): `results_rows` gives one row per run
+- `summarize_run(workdir) -> RunSummary`: a run's config (config.json), its provenance (the config
+  file that trained it and the git revision, `gatedrnn.train.runs.read_provenance`), its
+  metrics.jsonl records and final_metrics.json, and what the tables read from them.
+- the runs table (`python -m experiments.results --runs=...`): `results_rows` gives one row per run
   (HEADER) with the trivial baseline, a published figure where one applies and `run_command`,
   the `experiments.train` command that reproduces the run;
-- the results suite (`experiments/reproduce_results.py`, trained by `gatedrnn.lab.suite`): one
+- the results suite (`python -m experiments.results`, trained by `gatedrnn.lab.suite`): one
   row per `SUITE` entry (SUITE_HEADER, `suite_row`), each task's headline metric (`HEADLINES`)
   as mean ± sd over seeds;
+- `reproduce_lines`: a run's commands, `git checkout <revision>` (when recorded) and `run_command`;
 - `document` writes either as markdown: an intro, the table, then the commands.
 
 `run_command` names the config file the run was trained from: the one `experiments.train`
@@ -29,8 +31,9 @@ import runpy
 import sys
 from typing import Any, Iterable, Sequence
 
-from gatedrnn.lab.tables import markdown_table, write_csv, write_text
+from gatedrnn.lab.tables import markdown_table
 from gatedrnn.train.metrics import read_final_metrics, read_metrics
+from gatedrnn.train import runs as train_runs
 from gatedrnn.train.runs import read_config, read_config_file
 
 # (task, cell) -> (the shortest T it applies from, published result, source); only for the cell's
@@ -43,7 +46,7 @@ PUBLISHED: dict[tuple[str, str], tuple[int, str, str]] = {
 SOLVED = 0.1  # a run counts as solving its task once the eval loss is below 0.1 x the trivial baseline
 
 HEADER = ["run", "task", "T", "cell", "options", "steps", "eval loss (last)", "eval loss (best)", "baseline",
-          "last / baseline", "first step < 0.1 x baseline", "published", "train time (s)", "command"]
+          "last / baseline", "first step < 0.1 x baseline", "published", "train time (s)", "revision", "command"]
 
 
 # ------------------------------------------------------------------------------ one run
@@ -94,6 +97,8 @@ class RunSummary:
     train_time_s: float
     cpu_s: float  # process CPU seconds (all threads), NaN when not logged
     solved_step: int | None  # the first eval step below SOLVED x baseline
+    git_revision: str | None = None  # the commit the run was trained at, when recorded
+    git_dirty: bool | None = None  # whether that checkout had uncommitted changes, when recorded
 
     @property
     def name(self) -> str:
@@ -104,12 +109,28 @@ class RunSummary:
         """Whether the run reached its config's train.num_steps."""
         return self.steps == self.config["train"]["num_steps"]
 
+    @property
+    def revision(self) -> str:
+        """The short revision for a table cell: "0d7f146a2b", "0d7f146a2b+dirty", or "-" when not recorded."""
+        if not self.git_revision:
+            return "-"
+        return self.git_revision[:10] + ("+dirty" if self.git_dirty else "")
+
     def metric(self, key: str | float | None) -> float:
         """`metric_value` of this run's records and final metrics."""
         return metric_value(self.records, self.final, key)
 
     def __getitem__(self, field: str) -> Any:
         return getattr(self, field)
+
+
+def provenance(workdir: str) -> dict[str, Any]:
+    """`gatedrnn.train.runs.read_provenance(workdir)`: {"config_file", "git_revision", "git_dirty"}
+    (each None when not recorded). Until that reader exists, the recorded config file alone."""
+    read = getattr(train_runs, "read_provenance", None)
+    if read is None:
+        return {"config_file": read_config_file(workdir), "git_revision": None, "git_dirty": None}
+    return read(workdir)
 
 
 def summarize_run(workdir: str) -> RunSummary:
@@ -122,10 +143,11 @@ def summarize_run(workdir: str) -> RunSummary:
     evals = [r for r in records if isinstance(r.get("eval_loss"), (int, float)) and math.isfinite(r["eval_loss"])]
     baselines = [r[k] for r in evals for k in r if k.startswith("eval_baseline")]
     cpu = [r["cpu_s"] for r in records if r.get("cpu_s")]
+    origin = provenance(workdir)
     return RunSummary(
         workdir=os.path.abspath(workdir),
         config=config,
-        config_file=read_config_file(workdir),
+        config_file=origin.get("config_file"),
         records=records,
         final=read_final_metrics(workdir),
         task=config["task"],
@@ -139,6 +161,8 @@ def summarize_run(workdir: str) -> RunSummary:
         train_time_s=train_time_s(records),
         cpu_s=max(cpu) if cpu else math.nan,
         solved_step=next((r["step"] for r in evals if baselines and r["eval_loss"] < SOLVED * baselines[0]), None),
+        git_revision=origin.get("git_revision"),
+        git_dirty=origin.get("git_dirty"),
     )
 
 
@@ -260,12 +284,26 @@ def run_command(summary: RunSummary, workdir: str, configs_dir: str = "configs")
     return reproduce_command(summary.config, _file_default(*_split_argument(source)), shown, workdir)
 
 
+def reproduce_lines(summary: RunSummary, workdir: str, configs_dir: str = "configs") -> list[str]:
+    """The shell lines that reproduce a run into `workdir`: `git checkout <revision>` when the run
+    recorded one (with a note when its checkout had uncommitted changes, which are not recorded),
+    then `run_command`; [] when no config file has its task."""
+    command = run_command(summary, workdir, configs_dir)
+    if command is None:
+        return []
+    if not summary.git_revision:
+        return [command]
+    note = "  # the run's checkout had uncommitted changes, not recorded" if summary.git_dirty else ""
+    return [f"git checkout {summary.git_revision}{note}", command]
+
+
 # ------------------------------------------------------------------------------ the results table
 
 
 def results_rows(summaries: Iterable[RunSummary], workdir_for_command: str = "/tmp/{name}",
                  configs_dir: str = "configs") -> list[list[Any]]:
-    """Table rows (see HEADER), in the order given; the last column is the run's command.
+    """Table rows (see HEADER), in the order given; the last two columns are the run's git revision
+    (`RunSummary.revision`) and its `experiments.train` command.
 
     workdir_for_command: the --workdir in each command, formatted with name = the run's directory name.
     """
@@ -280,7 +318,7 @@ def results_rows(summaries: Iterable[RunSummary], workdir_for_command: str = "/t
             s.name, s.task, s.seq_len if s.seq_len is not None else "-", s.cell, options, s.steps,
             s.eval_loss, s.best_eval_loss, s.baseline, s.eval_loss / s.baseline,
             "never" if s.solved_step is None else s.solved_step,
-            f"{published} ({source})" if published else "-", round(s.train_time_s), command or "-",
+            f"{published} ({source})" if published else "-", round(s.train_time_s), s.revision, command or "-",
         ])
     return rows
 
@@ -315,15 +353,17 @@ def parse_document(text: str) -> tuple[dict[str, list[str]], dict[str, list[str]
 def results_table(summaries: Sequence[RunSummary], *, title: str, generated_by: str,
                   workdir_for_command: str = "/tmp/{name}", configs_dir: str = "configs") -> tuple[str, list[list[Any]]]:
     """(markdown, rows with HEADER's columns) of the results table: `# title`, how it was made
-    (`generated_by`, the command), the table and each run's command below it."""
+    (`generated_by`, the command), the table and each run's `reproduce_lines` below it."""
     rows = results_rows(summaries, workdir_for_command, configs_dir)
+    commands = [(s.name, reproduce_lines(s, workdir_for_command.format(name=s.name), configs_dir) or ["-"])
+                for s in summaries]
     intro = (f"# {title}\n\nGenerated by `{generated_by}` "
              "from each run's config.json and metrics.jsonl. Eval loss: the task's eval loss (MSE for the adding "
              "problem) on the fixed held-out batches; baseline: the trivial predictor on the same batches (the "
              "mean over evals); first step < 0.1 x baseline: the first eval step below a tenth of the baseline; "
              "train time: the training loop's wall-clock seconds, compilation and evals included.")
-    text = document(intro, HEADER[:-1], [row[:-1] for row in rows], [(row[0], [row[-1]]) for row in rows],
-                    "To reproduce a row, run its command from the repository root:")
+    text = document(intro, HEADER[:-1], [row[:-1] for row in rows], commands,
+                    "To reproduce a row, run its commands from the repository root:")
     return text, rows
 
 
@@ -334,21 +374,6 @@ def read_manifests(paths: Sequence[str]) -> list[str]:
         with open(path) as f:
             workdirs += [line.strip() for line in f if line.strip()]
     return workdirs
-
-
-def write_results_table(workdirs: Sequence[str], *, title: str, generated_by: str, out: str | None = None,
-                        csv: str | None = None, workdir_for_command: str = "/tmp/{name}",
-                        configs_dir: str = "configs") -> str:
-    """The results table of `workdirs` into `out` (markdown) and `csv` (every column, the commands
-    included); returns what the script prints: the markdown when `out` is None, else where it went."""
-    text, rows = results_table([summarize_run(w) for w in workdirs], title=title, generated_by=generated_by,
-                               workdir_for_command=workdir_for_command, configs_dir=configs_dir)
-    if csv:
-        write_csv(csv, HEADER, rows)
-    if out is None:
-        return text
-    write_text(out, text)
-    return f"wrote {out}"
 
 
 # ------------------------------------------------------------------------------ the results suite

@@ -1,14 +1,28 @@
-"""The results suite, run: train every `SUITE` entry once per seed and write its table.
+"""The results system: train the results suite and/or tabulate runs, into an output directory;
+the published tables are rewritten only when asked (`write`).
 
-  reproduce(out="runs/suite", only=["parity_lstm"], jobs=2)   # what experiments/reproduce_results.py calls
+  results(out="runs/suite")                               # train every SUITE entry; table -> runs/suite/results.md
+  results(out="runs/suite", only=["parity_lstm"])         # one entry (the table lists every finished entry in out)
+  results(out="runs/suite", table_only=True, write=True)  # and rewrite docs/results_suite.md from the runs in out
+  results(runs=["/tmp/a", "/tmp/b"], out="/tmp/table")    # the runs table of given workdirs -> /tmp/table/results.md
 
-Each seed is `python -m experiments.train <entry.command>` as a subprocess into
-<out>/<entry>/seed<k>, its log in that workdir's train.log; a finished run is skipped. The table
-(`gatedrnn.lab.results.suite_row` per entry) goes to a markdown file and, optionally, into a
-README between `<!-- results-suite:begin -->` and `<!-- results-suite:end -->`.
+`python -m experiments.results` calls `results` (so do the old names, experiments/reproduce_results.py
+and experiments/results_table.py). The tables are built by `gatedrnn.lab.results` (one
+`summarize_run` per workdir, `suite_row` / `results_rows`, `document`).
 
-With `only`, the file keeps the rows (and commands) of the entries not rerun: one entry's rerun
-updates its row instead of leaving a one-row table in the tracked docs/results_suite.md.
+Suite mode trains each seed of an entry as `python -m experiments.train <entry.command>` (a
+subprocess) into <out>/<entry>/seed<k>, its log in that workdir's train.log; a finished run is
+skipped. <out>/results.md and results.csv get a row per entry with finished runs in `out`. With
+`write`, the published table (`table`, default docs/results_suite.md) is rewritten too, and with
+`readme` the block of that file between `<!-- results-suite:begin -->` and `<!-- results-suite:end -->`;
+with `only`, they keep the rows (and commands) of the other entries and only the rerun rows change.
+
+Runs mode tabulates given workdirs (`runs`, and those listed in `manifests`) into
+<out>/results.md and results.csv (out defaults to runs/results); with `write`, also into `table`
+(default docs/results.md), whole.
+
+Without `write`, no published file (docs/results_suite.md, docs/results.md, README.md) is written,
+whatever `out` says: ConfigError instead.
 """
 
 from __future__ import annotations
@@ -18,23 +32,71 @@ import os
 import shlex
 import subprocess
 import sys
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from gatedrnn.lab.results import (
+    HEADER,
     SUITE,
     SUITE_HEADER,
     Entry,
     document,
     is_finished,
     parse_document,
+    read_manifests,
+    reproduce_lines,
+    results_table,
     seed_workdir,
     suite_row,
+    summarize_run,
 )
-from gatedrnn.lab.tables import write_text
+from gatedrnn.lab.tables import write_csv, write_text
 from gatedrnn.validation import ConfigError
 
 BEGIN, END = "<!-- results-suite:begin -->", "<!-- results-suite:end -->"
 TITLE = "# Results suite\n\n"
+
+SUITE_OUT = "runs/suite"  # suite mode's default out: the runs and their table
+RUNS_OUT = "runs/results"  # runs mode's default out: the table
+MARKDOWN, CSV = "results.md", "results.csv"  # the tables in out
+PUBLISHED_SUITE = "docs/results_suite.md"  # what `write` rewrites by default, per mode
+PUBLISHED_RUNS = "docs/results.md"
+PUBLISHED = (PUBLISHED_SUITE, PUBLISHED_RUNS, "README.md")  # never written without `write`
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+# ------------------------------------------------------------------------------ where tables go
+
+
+def is_published(path: str) -> bool:
+    """Whether `path` is a published file (PUBLISHED) of this checkout or of the working directory's."""
+    real = os.path.realpath(path)
+    return any(real == os.path.realpath(os.path.join(root, p)) for root in (REPO, os.getcwd()) for p in PUBLISHED)
+
+
+def check_writable(path: str, write: bool) -> None:
+    """ConfigError when `path` is a published table and `write` was not given."""
+    if not write and is_published(path):
+        raise ConfigError(f"{path} is a published table: it is only rewritten with --write (or give another --out)")
+
+
+def _check_targets(paths: Sequence[str | None], write: bool, table: str | None, readme: str | None) -> None:
+    if not write:
+        for flag, value in (("table", table), ("readme", readme)):
+            if value is not None:
+                raise ConfigError(f"--{flag}={value} is only written with --write; add --write, or drop --{flag}")
+    for path in paths:
+        if path is not None:
+            check_writable(path, write)
+
+
+def _read(path: str) -> str | None:
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return f.read()
+
+
+# ------------------------------------------------------------------------------ the suite
 
 
 def select(only: Sequence[str]) -> list[Entry]:
@@ -72,22 +134,54 @@ def train(entries: Sequence[Entry], out: str, jobs: int, report: Callable[[str],
                 print(f"error: {err}", file=sys.stderr, flush=True)
 
 
-def render(entries: Sequence[Entry], out: str, previous: str | None = None) -> str:
-    """The suite's markdown (without a heading): a row per entry of `entries` with finished runs in
-    `out`; with `previous` (an earlier render), the rows of the other SUITE entries are kept from it."""
+def _entry_commands(entry: Entry, out: str, workdirs: Sequence[str]) -> list[str]:
+    """The lines that reproduce each finished seed (`reproduce_lines`: its git revision and the
+    train command for its workdir), a `git checkout` only where the revision changes."""
+    lines: list[str] = []
+    checkout = None
+    for seed, workdir in zip(entry.seeds, workdirs):
+        shown = seed_workdir(out, entry, seed)
+        found = reproduce_lines(summarize_run(workdir), shown) or ["python -m " + shlex.join(entry.command(shown, seed))]
+        if found[:-1] and found[0] != checkout:
+            checkout = found[0]
+            lines.append(checkout)
+        lines.append(found[-1])
+    return lines
+
+
+def suite_rows(entries: Sequence[Entry], out: str, previous: str | None = None
+               ) -> tuple[list[list[Any]], list[tuple[str, list[str]]]]:
+    """(rows with SUITE_HEADER's columns, (name, commands) pairs) in SUITE order: a row per entry of
+    `entries` with finished runs in `out`; with `previous` (an earlier `render`), the rows of the
+    other SUITE entries are kept from it, as written."""
     kept_rows, kept_commands = parse_document(previous) if previous else ({}, {})
     chosen = {e.name for e in entries}
     rows, commands = [], []
     for e in SUITE:
-        done = [w for w in (seed_workdir(out, e, s) for s in e.seeds) if is_finished(w)] if e.name in chosen else []
-        if done:
+        seeds = [s for s in e.seeds if e.name in chosen and is_finished(seed_workdir(out, e, s))]
+        if seeds:
+            done = [seed_workdir(out, e, s) for s in seeds]
             rows.append(suite_row(e, done))
-            commands.append((e.name, ["python -m " + shlex.join(e.command(seed_workdir(out, e, s), s))
-                                      for s in e.seeds]))
+            commands.append((e.name, _entry_commands(Entry(e.name, e.config, e.overrides, tuple(seeds)), out, done)))
         elif e.name not in chosen and e.name in kept_rows:
             rows.append(kept_rows[e.name])
             commands.append((e.name, kept_commands.get(e.name, [])))
-    intro = (f"Generated by `python -m experiments.reproduce_results --table_only --out={out}` from each run's "
+    return rows, commands
+
+
+def render(entries: Sequence[Entry], out: str, previous: str | None = None) -> str:
+    """The suite's markdown (without a heading) of `suite_rows`; with `previous`, its intro is kept
+    too, so that a rerun of some entries changes their rows (and commands) only."""
+    intro = None
+    if previous and "\n\n| " in previous:
+        intro = previous.split("\n\n| ", 1)[0].strip()
+        intro = intro[len(TITLE):] if intro.startswith(TITLE) else intro
+    return _suite_document(out, *suite_rows(entries, out, previous), intro=intro)
+
+
+def _suite_document(out: str, rows: Sequence[Sequence[Any]], commands: Sequence[tuple[str, Sequence[str]]],
+                    intro: str | None = None) -> str:
+    intro = intro or (f"Generated by `python -m experiments.results --table_only --out={out} --write` from each run's "
              "metrics.jsonl and final_metrics.json (the last eval on the held-out data, or the numbers the task "
              "computes once at the end). reached: mean ± sd (min-max) over seeds; baseline: the trivial predictor "
              "on the same data; CPU s: process CPU seconds (all threads); wall s: the training loop's wall clock, "
@@ -104,30 +198,87 @@ def _readme_block(readme: str, path: str) -> tuple[str, str, str]:
     return head, block, tail
 
 
-def reproduce(out: str, only: Sequence[str] = (), *, jobs: int = 2, table_only: bool = False,
-              table: str = "docs/results_suite.md", readme: str | None = None,
+def reproduce(out: str = SUITE_OUT, only: Sequence[str] = (), *, jobs: int = 2, table_only: bool = False,
+              write: bool = False, table: str | None = None, readme: str | None = None,
               report: Callable[[str], None] = print) -> str:
-    """Trains the selected entries (unless `table_only`), writes the table to `table` and, with
-    `readme`, into its results-suite block; returns the table's markdown. With `only`, rows of the
-    other entries already in `table` (or in the README block) are kept."""
+    """Trains the selected entries (unless `table_only`) into `out` and writes <out>/results.md and
+    results.csv: a row per SUITE entry with finished runs in `out`. With `write`, also `table`
+    (default docs/results_suite.md) and `readme`'s results-suite block; with `only`, those keep the
+    other entries' rows. Returns <out>/results.md's markdown (without its heading)."""
     entries = select(only)
+    markdown, csv = os.path.join(out, MARKDOWN), os.path.join(out, CSV)
+    published = (table or PUBLISHED_SUITE) if write else None
+    _check_targets([markdown, csv], write, table, readme)
     if readme is not None:  # a README without the markers fails now, not after an hour of training
-        with open(readme) as f:
-            _readme_block(f.read(), readme)
+        _readme_block(_read(readme) or "", readme)
     if not table_only:
         train(entries, out, jobs, report)
-    previous = None
-    if only and os.path.exists(table):
-        with open(table) as f:
-            previous = f.read()
-    text = render(entries, out, previous)
-    write_text(table, TITLE + text)
-    report(f"wrote {table}")
+    everything = [e for e in SUITE if any(is_finished(seed_workdir(out, e, s)) for s in e.seeds)]
+    rows, commands = suite_rows(everything, out)
+    text = _suite_document(out, rows, commands)
+    write_text(markdown, TITLE + text)
+    write_csv(csv, SUITE_HEADER, rows)
+    report(f"wrote {markdown} and {csv}")
+    if published is not None:
+        write_text(published, TITLE + render(entries, out, _read(published) if only else None))
+        report(f"wrote {published}")
     if readme is not None:
-        with open(readme) as f:
-            head, block, tail = _readme_block(f.read(), readme)
-        text_here = render(entries, out, block) if only else text
-        write_text(readme, head + BEGIN + "\n" + text_here + END + tail)
+        head, block, tail = _readme_block(_read(readme) or "", readme)
+        write_text(readme, head + BEGIN + "\n" + render(entries, out, block if only else None) + END + tail)
         report(f"updated {readme}")
     return text
 
+
+# ------------------------------------------------------------------------------ given runs
+
+
+def tabulate(workdirs: Sequence[str], out: str = RUNS_OUT, *, title: str = "Results", generated_by: str,
+             write: bool = False, table: str | None = None, markdown: str | None = None, csv: str | None = None,
+             workdir_for_command: str = "/tmp/{name}", configs_dir: str = "configs",
+             report: Callable[[str], None] = print) -> str:
+    """The runs table of `workdirs` (`gatedrnn.lab.results.results_table`) into <out>/results.md and
+    results.csv (every column, the commands included), or into `markdown` ("-": nowhere) and `csv`
+    where given. With `write`, also into `table` (default docs/results.md). Returns the markdown."""
+    if not workdirs:
+        raise ConfigError("no runs to tabulate: give --runs and/or --manifests")
+    if markdown is None:
+        markdown, csv = os.path.join(out, MARKDOWN), csv or os.path.join(out, CSV)
+    published = (table or PUBLISHED_RUNS) if write else None
+    _check_targets([None if markdown == "-" else markdown, csv], write, table, None)
+    text, rows = results_table([summarize_run(w) for w in workdirs], title=title, generated_by=generated_by,
+                               workdir_for_command=workdir_for_command, configs_dir=configs_dir)
+    for path in dict.fromkeys(p for p in (markdown, published) if p not in (None, "-")):
+        write_text(path, text)
+        report(f"wrote {path}")
+    if csv:
+        write_csv(csv, HEADER, rows)
+        report(f"wrote {csv}")
+    return text
+
+
+# ------------------------------------------------------------------------------ the one entry
+
+
+def results(*, out: str | None = None, only: Sequence[str] = (), runs: Sequence[str] = (),
+            manifests: Sequence[str] = (), jobs: int = 2, table_only: bool = False, write: bool = False,
+            table: str | None = None, readme: str | None = None, markdown: str | None = None,
+            csv: str | None = None, title: str = "Results", generated_by: str = "python -m experiments.results",
+            workdir_for_command: str = "/tmp/{name}", configs_dir: str = "configs",
+            report: Callable[[str], None] = print) -> str:
+    """What `python -m experiments.results` does: runs mode (`tabulate`) when `runs` or `manifests`
+    name workdirs, else suite mode (`reproduce`); returns the table's markdown. ConfigError for
+    options of the other mode, an unknown entry, or a published file without `write`."""
+    if runs or manifests:
+        mixed = [f"--{name}" for name, value in (("only", only), ("table_only", table_only), ("readme", readme))
+                 if value]
+        if mixed:
+            raise ConfigError(f"{', '.join(mixed)}: options of the suite, but --runs/--manifests tabulate given "
+                              "runs; give one or the other")
+        return tabulate([*runs, *read_manifests(manifests)], out or RUNS_OUT, title=title,
+                        generated_by=generated_by, write=write, table=table, markdown=markdown, csv=csv,
+                        workdir_for_command=workdir_for_command, configs_dir=configs_dir, report=report)
+    if markdown is not None or csv is not None:
+        raise ConfigError("the suite's table goes to <out>/results.md and results.csv; "
+                          "--markdown/--csv are for --runs/--manifests")
+    return reproduce(out or SUITE_OUT, only, jobs=jobs, table_only=table_only, write=write, table=table,
+                     readme=readme, report=report)

@@ -1,6 +1,7 @@
 """The results tables (gatedrnn.lab.results): run summaries, the results table's rows and the command that
 reproduces a run (its config file: recorded by experiments.train, or the nearest configs/*.py), the results
-suite's headline rows, and the results_table script."""
+suite's headline rows, the git revision a run records (its `git checkout` line), and the results_table script
+(the old name of `experiments.results --runs`)."""
 
 import json
 import math
@@ -21,7 +22,9 @@ from gatedrnn.lab.results import (
     is_finished,
     metric_value,
     reproduce_command,
+    reproduce_lines,
     results_rows,
+    results_table,
     run_command,
     seed_workdir,
     suite_row,
@@ -101,7 +104,8 @@ def test_results_rows_from_a_fabricated_run(tmp_path):
     assert row[:11] == ["adding200_rnn", "adding", 200, "rnn", "-", 300, 0.07, 0.05, pytest.approx(0.17),
                         pytest.approx(0.07 / 0.17), "never"]
     assert "Le, Jaitly & Hinton 2015" in row[11] and row[12] == 16
-    assert row[13] == ("python -m experiments.train --config=configs/adding.py --workdir=/runs/adding200_rnn "
+    assert row[13] == "-"  # no revision recorded
+    assert row[14] == ("python -m experiments.train --config=configs/adding.py --workdir=/runs/adding200_rnn "
                        "--config.data.seq_len=200 --config.model.cell=rnn --config.train.num_steps=300")
     assert len(row) == len(HEADER)
     assert train_time_s([{"step": 5}]) == 0.0
@@ -130,6 +134,47 @@ def test_published_figures_only_where_they_apply(tmp_path):
     _fabricate_run(str(tmp_path / "long"), cell="lstm")
     rows = results_rows([summarize_run(str(tmp_path / n)) for n in ("short", "variant", "long")])
     assert [row[11] != "-" for row in rows] == [False, False, True]
+
+
+# ------------------------------------------------------------------------------ the run's git revision
+
+REV = "0123456789abcdef0123456789abcdef01234567"
+
+
+def stand_in_provenance(monkeypatch, by_name):
+    """`gatedrnn.train.runs.read_provenance(workdir) -> {"config_file", "git_revision", "git_dirty"}`
+    answering from `by_name` (workdir basename -> dict): the reader's exact signature, written by another
+    change (the stand-in is used whether or not that one has landed)."""
+    from gatedrnn.train import runs
+
+    monkeypatch.setattr(runs, "read_provenance", lambda workdir: by_name[os.path.basename(workdir)], raising=False)
+
+
+def test_the_recorded_revision_gives_a_checkout_line_before_the_command(tmp_path, monkeypatch):
+    for name in ("clean", "dirty", "unknown"):
+        _fabricate_run(str(tmp_path / name))
+    stand_in_provenance(monkeypatch, {
+        "clean": {"config_file": "configs/adding.py", "git_revision": REV, "git_dirty": False},
+        "dirty": {"config_file": "configs/adding.py:smoke", "git_revision": REV, "git_dirty": True},
+        "unknown": {"config_file": "configs/adding.py", "git_revision": None, "git_dirty": None},
+    })
+    clean, dirty, unknown = (summarize_run(str(tmp_path / n)) for n in ("clean", "dirty", "unknown"))
+    assert dirty.config_file == "configs/adding.py:smoke"  # the provenance's, not config_file.txt's
+    assert [s.revision for s in (clean, dirty, unknown)] == [REV[:10], REV[:10] + "+dirty", "-"]
+    command = ("python -m experiments.train --config=configs/adding.py --workdir=/w "
+               "--config.data.seq_len=200 --config.model.cell=rnn --config.train.num_steps=300")
+    assert reproduce_lines(clean, "/w", CONFIGS) == [f"git checkout {REV}", command]
+    assert reproduce_lines(unknown, "/w", CONFIGS) == [command]
+    checkout, smoke = reproduce_lines(dirty, "/w", CONFIGS)
+    assert checkout == f"git checkout {REV}  # the run's checkout had uncommitted changes, not recorded"
+    assert smoke.startswith("python -m experiments.train --config=configs/adding.py:smoke --workdir=/w ")
+    assert "--config.data.seq_len=200" in smoke.split()  # against the smoke config's own values
+
+    text, rows = results_table([clean, dirty, unknown], title="t", generated_by="g", workdir_for_command="/w",
+                               configs_dir=CONFIGS)
+    assert [row[-2] for row in rows] == [REV[:10], REV[:10] + "+dirty", "-"]
+    assert f"| {REV[:10]}+dirty |" in text
+    assert f"# clean\ngit checkout {REV}\n{command}\n# dirty\n{checkout}\n{smoke}\n# unknown\n{command}\n" in text
 
 
 # ------------------------------------------------------------------------------ the command's config file
