@@ -24,7 +24,7 @@ scores points 5,000-7,492 (352 anomalous): the per-point error, averaged over th
 of each point and over `data.score_smoothing` points, is flagged above the
 `data.threshold_quantile` quantile of the same score on points 3,000-4,999. Precision, recall
 and F1 (per point) go to `final_metrics.json` and `report.txt`, next to the persistence
-forecast's scored the same way and flagging everything; `anomaly_scores.png` plots them.
+forecast's scored the same way and flagging everything; `plots/anomaly_scores.png` plots them.
 `--config.data.name=yahoo` runs the same method on sktime's 1,000-point Yahoo series
 (its train region is 300 points: `--config.data.window` at most 292, e.g. 64); untuned, 300
 steps with window 64 and no smoothing scored F1 0.03 there, persistence 0.35: use it as a check

@@ -1,17 +1,18 @@
 """The studies' and notebooks' figures (matplotlib): gradient norms against the time lag, gate
 heatmaps, and one column of dots per group.
 
-`draw_*` draw on given Axes (the notebooks); `plot_*` write a PNG on the Agg backend (the scripts).
+`draw_*` draw on given Axes (the notebooks); `plot_*` write a PNG from a Figure on the Agg canvas
+(the scripts), without pyplot, so a notebook's own backend stays as it is.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Mapping
 
 import numpy as np
 
 from gatedrnn.lab.gradients import time_lags
+from gatedrnn.tasks.figures import new_figure, save_figure
 
 
 def pyplot():
@@ -25,10 +26,7 @@ def pyplot():
 
 
 def _save(fig, path: str) -> None:
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=100)
-    pyplot().close(fig)
+    save_figure(fig, path)
 
 
 def draw_gradient_norms(ax, curves: Mapping[str, np.ndarray], title: str = "") -> None:
@@ -51,7 +49,8 @@ def draw_gradient_norms(ax, curves: Mapping[str, np.ndarray], title: str = "") -
 
 def plot_gradient_norms(curves: Mapping[str, np.ndarray], path: str, title: str = "") -> None:
     """`draw_gradient_norms` into a PNG file."""
-    fig, ax = pyplot().subplots(figsize=(7, 4.5))
+    fig, axes = new_figure(size=(7, 4.5))
+    ax = axes[0, 0]
     draw_gradient_norms(ax, curves, title)
     _save(fig, path)
 
@@ -76,7 +75,8 @@ def draw_gates(axes, gates: Mapping[str, np.ndarray], names: list[str], example:
 def plot_points(groups: Mapping[str, list[float]], path: str, ylabel: str, baseline: float | None = None,
                 title: str = "") -> None:
     """One column per group: every value as a dot and the median as a bar (log scale)."""
-    fig, ax = pyplot().subplots(figsize=(max(5.0, 0.8 * len(groups) + 2), 4.5))
+    fig, axes = new_figure(size=(max(5.0, 0.8 * len(groups) + 2), 4.5))
+    ax = axes[0, 0]
     for k, (name, values) in enumerate(groups.items()):
         values = np.maximum(np.asarray(values, np.float64), 1e-12)
         ax.scatter(np.full(len(values), k), values, color="C0", zorder=3)

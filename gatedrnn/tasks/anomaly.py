@@ -41,12 +41,14 @@ import numpy as np
 from flax import nnx
 
 from gatedrnn import losses
+from gatedrnn.tasks import figures
 from gatedrnn.tasks.base import Task
 from gatedrnn.tasks.data import TRAIN_STREAM, eval_indices, package_file, stream_rng
 from gatedrnn.validation import ConfigError, check_choice, check_positive
 
 # name -> (train_end, test_start): train [0, train_end), calib [train_end, test_start), test after
 REGIONS = {"mitdb": (3000, 5000), "yahoo": (300, 420)}
+ANOMALY_PNG = "anomaly_scores.png"
 
 
 @functools.lru_cache(maxsize=len(REGIONS))
@@ -131,7 +133,8 @@ class AnomalyDetectionTask(Task):
     Training origins keep their window and horizon inside the train region; the eval scores
     every origin whose horizon lies inside the calib region (normal, unseen), reporting the
     forecast MSE and `persistence_mse` (repeating the last value seen). The detection
-    scores come from `final_report` (`final_metrics.json`, `report.txt`, `anomaly_scores.png`).
+    scores come from `final_report` (`final_metrics.json`, `report.txt`, and with `plots`
+    plots/anomaly_scores.png).
     """
 
     name: str = "mitdb"
@@ -139,6 +142,7 @@ class AnomalyDetectionTask(Task):
     horizon: int = 8
     threshold_quantile: float = 0.99
     score_smoothing: int = 1
+    plots: bool = True  # config.log.plots: final_report draws plots/anomaly_scores.png
 
     input_size = 1
     readout = "last"
@@ -162,7 +166,7 @@ class AnomalyDetectionTask(Task):
     def from_config(cls, config: ml_collections.ConfigDict) -> "AnomalyDetectionTask":
         d = config.data
         return cls(name=d.name, window=d.window, horizon=d.horizon, threshold_quantile=d.threshold_quantile,
-                   score_smoothing=d.get("score_smoothing", 1))
+                   score_smoothing=d.get("score_smoothing", 1), plots=figures.wants_plots(config))
 
     @property
     def output_size(self) -> int:
@@ -236,7 +240,7 @@ class AnomalyDetectionTask(Task):
 
     def final_report(self, model, seed: int, workdir: str) -> tuple[str, dict[str, float]]:
         """Detection on the test region by the trained model and by persistence: (report, test
-        metrics for final_metrics.json); writes anomaly_scores.png into `workdir`."""
+        metrics for final_metrics.json); with `plots`, draws plots/anomaly_scores.png (`plot_detection`)."""
         del seed
         origins = self.score_origins()
         z = self.standardized.astype(np.float64)
@@ -249,7 +253,8 @@ class AnomalyDetectionTask(Task):
         metrics = {"f1": rnn["f1"], "precision": rnn["precision"], "recall": rnn["recall"], "threshold": rnn["threshold"],
                    "persistence_f1": naive["f1"], "persistence_precision": naive["precision"],
                    "persistence_recall": naive["recall"], "always_anomalous_f1": always["f1"], "oracle_f1": oracle}
-        plot = plot_detection(self, rnn, naive, os.path.join(workdir, "anomaly_scores.png"))
+        if self.plots:
+            plot_detection(self, rnn, naive, figures.plots_path(workdir, ANOMALY_PNG))
         n_test, n_anom = len(labels[test]), int(labels[test].sum())
         return "\n".join([
             f"anomaly detection on {self.name}: test points {test.start}-{test.stop - 1} ({n_test}, {n_anom} anomalous), "
@@ -258,38 +263,43 @@ class AnomalyDetectionTask(Task):
             f"  persistence      F1 {naive['f1']:.3f}  precision {naive['precision']:.3f}  recall {naive['recall']:.3f}",
             f"  always anomalous F1 {always['f1']:.3f}",
             f"  oracle (best threshold on the test labels, not a result): RNN F1 {oracle:.3f} at tau {oracle_tau:.4g}",
-            f"plot: {plot}",
+            *([f"figure: {figures.PLOTS_DIR}/{ANOMALY_PNG}"] if self.plots else []),
         ]), {f"test_{k}": v for k, v in metrics.items()}
 
 
-def plot_detection(task: AnomalyDetectionTask, rnn: Mapping[str, object], naive: Mapping[str, object], path: str) -> str:
-    """The calib and test regions: the series with true (shaded) and flagged (dots) anomalies, and
-    both scores with their thresholds (log scale)."""
-    import matplotlib
+def plot_detection(task: AnomalyDetectionTask, rnn: Mapping[str, object], naive: Mapping[str, object], path: str):
+    """The calib and test regions, three panels sharing the time axis; returns the Figure.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    Top: the series (raw values) with the labelled anomalies shaded red and the points the RNN
+    flags marked. Middle, bottom: the RNN's and persistence's scores s_t (log scale) with their
+    thresholds; flagged points (s_t > threshold) marked. A dashed line starts the test region.
+    """
     train_end, test_start = task.regions
     x, labels = load_series(task.name)
     t = np.arange(train_end, len(x))
-    fig, axes = plt.subplots(3, 1, figsize=(14, 8), sharex=True)
-    for ax in axes:
+    fig, axes = figures.new_figure(3, 1, size=(14, 8.5), sharex=True)
+    axes = axes[:, 0]
+    for k, ax in enumerate(axes):
         ax.fill_between(t, 0, 1, where=labels[t] > 0, color="red", alpha=0.15, transform=ax.get_xaxis_transform(),
-                        label="labelled anomalous")
+                        label="labelled anomalous" if k == 0 else None)
         ax.axvline(test_start, color="k", ls="--", lw=0.8)
     axes[0].plot(t, x[t], lw=0.6, color="C0", label="series")
-    flagged = t[rnn["flags"][t]]
-    axes[0].plot(flagged, x[flagged], ".", ms=3, color="C3", label="flagged by the RNN")
-    axes[0].set_title(f"{task.name}: calib region | test region (from {test_start})")
+    flagged = t[np.asarray(rnn["flags"])[t]]
+    axes[0].plot(flagged, x[flagged], ".", ms=3, color="C3", label=f"flagged by the RNN ({len(flagged)} points)")
+    axes[0].set_ylabel(f"{task.name} value")
+    axes[0].set_title(f"{task.name}: calib region [{train_end}, {test_start}) | test region [{test_start}, {len(x)}): "
+                      f"RNN F1 {rnn['f1']:.3f}, persistence F1 {naive['f1']:.3f} (per point, test region)")
     for ax, result, name in ((axes[1], rnn, "RNN forecast error"), (axes[2], naive, "persistence error")):
-        ax.plot(t, np.maximum(result["scores"][t], 1e-6), lw=0.6, label=f"{name} (F1 {result['f1']:.3f})")
-        ax.axhline(result["threshold"], color="k", lw=0.8, label=f"threshold ({task.threshold_quantile} calib quantile)")
+        scores = np.asarray(result["scores"])[t]
+        ax.plot(t, np.maximum(scores, 1e-6), lw=0.6, color="C0", label=f"{name} (F1 {result['f1']:.3f})")
+        over = t[np.asarray(result["flags"])[t]]
+        ax.plot(over, np.maximum(np.asarray(result["scores"])[over], 1e-6), ".", ms=2, color="C3", label="flagged")
+        ax.axhline(result["threshold"], color="k", lw=0.8,
+                   label=f"threshold {result['threshold']:.3g} ({task.threshold_quantile} quantile of calib)")
         ax.set_yscale("log")
+        ax.set_ylabel("score s_t\n(squared error, std. units)")
     for ax in axes:
         ax.legend(loc="upper left", fontsize=8)
-    axes[-1].set_xlabel("time step")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    axes[-1].set_xlabel("time step (sample index)")
+    figures.save_figure(fig, path, dpi=90)
+    return fig

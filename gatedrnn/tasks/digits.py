@@ -18,6 +18,7 @@ import ml_collections
 import numpy as np
 
 from gatedrnn import losses
+from gatedrnn.tasks import figures
 from gatedrnn.tasks.base import Task
 from gatedrnn.tasks.data import epoch_indices, eval_indices, package_file
 from gatedrnn.validation import check_choice, check_non_negative
@@ -65,6 +66,7 @@ class SequentialDigitsTask(Task):
 
     order: str = "pixel"
     permutation_seed: int = 0
+    plots: bool = True  # config.log.plots: final_report draws plots/confusion_matrix.png
 
     output_size = 10
     readout = "last"
@@ -78,7 +80,8 @@ class SequentialDigitsTask(Task):
 
     @classmethod
     def from_config(cls, config: ml_collections.ConfigDict) -> "SequentialDigitsTask":
-        return cls(order=config.data.order, permutation_seed=config.data.get("permutation_seed", 0))
+        return cls(order=config.data.order, permutation_seed=config.data.get("permutation_seed", 0),
+                   plots=figures.wants_plots(config))
 
     @property
     def input_size(self) -> int:
@@ -106,3 +109,12 @@ class SequentialDigitsTask(Task):
 
     def metrics(self, outputs: jax.Array, batch: Mapping[str, jax.Array]) -> tuple[jax.Array, losses.Sums]:
         return losses.classification_metrics(outputs, batch["labels"], batch["mask"])
+
+    def final_report(self, model, seed: int, workdir: str) -> tuple[str, dict[str, float]]:
+        """With `plots`: the confusion matrix of the 1,000 held-out digits, drawn into
+        plots/confusion_matrix.png and written into the report; nothing without."""
+        if not self.plots:
+            return "", {}
+        classes = [str(d) for d in range(10)]
+        counts = figures.held_out_confusion(self, model, seed, len(mnist_split()["test_y"]), classes)
+        return figures.confusion_report(counts, classes, workdir, f"sequential MNIST ({self.order}) held-out digits"), {}

@@ -144,3 +144,16 @@ def confusion_report(counts: np.ndarray, class_names: Sequence[str], workdir: st
     plot_confusion_matrix(counts, class_names, plots_path(workdir, CONFUSION_PNG), title)
     return "\n".join([f"confusion matrix, {title}", format_confusion(counts, class_names),
                       f"figure: {PLOTS_DIR}/{CONFUSION_PNG}"])
+
+
+REPORT_BATCH = 256  # examples per forward pass when a final report scores a held-out set
+
+
+def held_out_confusion(task, model: nnx.Module, seed: int, num_examples: int, class_names: Sequence[str],
+                       label_key: str = "labels") -> np.ndarray:
+    """The confusion matrix [c, c] of `model` on `task.eval_batch(seed, i, b)` for the batches that
+    cover `num_examples` (padding rows carry mask 0 and are not counted)."""
+    batch = min(REPORT_BATCH, num_examples)
+    batches = (task.eval_batch(seed, i, batch) for i in range(-(-num_examples // batch)))
+    labels, preds, mask = predict_classes(task, model, batches, label_key)
+    return confusion_matrix(labels, preds, len(class_names), mask)

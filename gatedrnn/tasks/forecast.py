@@ -13,6 +13,10 @@ matter. Baselines, scored on exactly the same origins and months:
   seasonal naive: y[o+h] = y[o+h-12] (last year's value for the same month), for h < 12;
   ARIMA: statsmodels SARIMAX(1,1,1)(0,1,1)_12, fitted once on the training months; from each
   origin, a dynamic forecast with those parameters from the data before the origin.
+
+With `plots` (config.log.plots), `final_report` draws plots/forecast.png: the held-out months
+with the model's and the baselines' 12-month forecasts from one origin a year, and the MAE (ppm)
+of every forecaster by months ahead over all the held-out origins.
 """
 
 from __future__ import annotations
@@ -30,11 +34,19 @@ import ml_collections
 import numpy as np
 
 from gatedrnn import losses
+from gatedrnn.tasks import figures
 from gatedrnn.tasks.base import Task
 from gatedrnn.tasks.data import TRAIN_STREAM, eval_indices, package_file, stream_rng
 from gatedrnn.validation import ConfigError, check_positive
 
 SEASON = 12
+FIRST_MONTH = (1958, 3)  # co2_monthly()[0] is March 1958
+FORECAST_PNG = "forecast.png"
+
+
+def month_years(months: np.ndarray) -> np.ndarray:
+    """Month indices of `co2_monthly()` -> decimal years at mid-month (index 0: March 1958 = 1958.21)."""
+    return FIRST_MONTH[0] + (FIRST_MONTH[1] - 1 + np.asarray(months, np.float64) + 0.5) / 12
 
 
 @functools.lru_cache(maxsize=1)
@@ -88,6 +100,7 @@ class CO2ForecastTask(Task):
     horizon: int = 12
     test_months: int = 120
     arima_baseline: bool = True  # fitting SARIMAX takes seconds; the smoke test turns it off
+    plots: bool = True  # config.log.plots: final_report draws plots/forecast.png
 
     input_size = 1
     readout = "last"
@@ -107,7 +120,7 @@ class CO2ForecastTask(Task):
     def from_config(cls, config: ml_collections.ConfigDict) -> "CO2ForecastTask":
         d = config.data
         return cls(window=d.window, horizon=d.horizon, test_months=d.test_months,
-                   arima_baseline=d.get("arima_baseline", True))
+                   arima_baseline=d.get("arima_baseline", True), plots=figures.wants_plots(config))
 
     @property
     def output_size(self) -> int:
@@ -168,3 +181,70 @@ class CO2ForecastTask(Task):
         if "arima" in batch:
             sums["arima_mae_ppm"] = mae_ppm(batch["arima"])
         return loss, sums
+
+    def forecasts_ppm(self, model, origins: np.ndarray) -> dict[str, np.ndarray]:
+        """{"model", "seasonal naive", ["ARIMA"]: forecasts [n, horizon] in ppm} from `origins` [n]:
+        the model's scaled changes mapped back, y[o-1] + scale * output."""
+        y = co2_monthly()
+        outputs = np.asarray(self.apply(model, {"inputs": jnp.asarray(self._windows(origins)["inputs"])}, False))
+        out = {"model": y[origins - 1][:, None] + self.scale * outputs.astype(np.float64),
+               "seasonal naive": y[origins[:, None] + np.arange(self.horizon) - SEASON]}
+        if self.arima_baseline:
+            out["ARIMA"] = arima_forecasts(self.test_months, self.horizon)[origins - self.n_train]
+        return out
+
+    def final_report(self, model, seed: int, workdir: str) -> tuple[str, dict[str, float]]:
+        """With `plots`: plots/forecast.png (`plot_forecast`) and each forecaster's MAE over the
+        held-out origins in the report; nothing without."""
+        del seed
+        if not self.plots:
+            return "", {}
+        origins = self.eval_origins()
+        forecasts = self.forecasts_ppm(model, origins)
+        actual = co2_monthly()[origins[:, None] + np.arange(self.horizon)]
+        plot_forecast(self, origins, forecasts, figures.plots_path(workdir, FORECAST_PNG))
+        maes = ", ".join(f"{name} {np.mean(np.abs(f - actual)):.3f}" for name, f in forecasts.items())
+        return (f"forecasts from the {len(origins)} held-out origins, MAE (ppm) over {self.horizon} months: {maes}\n"
+                f"figure: {figures.PLOTS_DIR}/{FORECAST_PNG}"), {}
+
+
+def plot_forecast(task: CO2ForecastTask, origins: np.ndarray, forecasts: Mapping[str, np.ndarray], path: str):
+    """Two panels; returns the Figure.
+
+    Top: the monthly series (ppm) from 4 years before the held-out months to the end, and every
+    forecaster's `horizon`-month forecast from one origin in 12 (non-overlapping paths that tile
+    the held-out months). Bottom: MAE (ppm) by months ahead over all `origins`.
+    """
+    y = co2_monthly()
+    actual = y[origins[:, None] + np.arange(task.horizon)]
+    fig, axes = figures.new_figure(2, 1, size=(12, 8), height_ratios=(3, 2))
+    top, bottom = axes[:, 0]
+    shown = np.arange(max(task.n_train - 4 * SEASON, 0), len(y))
+    top.plot(month_years(shown), y[shown], color="k", lw=1.0, label="actual (monthly mean)")
+    top.axvspan(month_years(task.n_train) - 1 / 24, month_years(len(y) - 1) + 1 / 24, color="0.9",
+                label=f"held out ({task.test_months} months)")
+    styles = {"model": dict(color="C3", lw=1.8), "seasonal naive": dict(color="C0", ls=":", lw=1.4),
+              "ARIMA": dict(color="C2", ls="--", lw=1.4)}
+    for name, values in forecasts.items():
+        for k, row in enumerate(range(0, len(origins), SEASON)):
+            top.plot(month_years(origins[row] + np.arange(task.horizon)), values[row],
+                     label=f"{name} forecast" if k == 0 else None, **styles.get(name, {}))
+    top.set_xlabel("year")
+    top.set_ylabel("CO2 (ppm)")
+    top.set_title(f"Mauna Loa CO2: {task.horizon}-month forecasts from one origin a year "
+                  f"(window {task.window} months)")
+    top.legend(fontsize=8, loc="upper left")
+    top.grid(True, alpha=0.3)
+    months = np.arange(1, task.horizon + 1)
+    for name, values in forecasts.items():
+        mae = np.mean(np.abs(values - actual), axis=0)
+        style = {k: v for k, v in styles.get(name, {}).items() if k != "lw"}
+        bottom.plot(months, mae, marker="o", label=f"{name} (mean {mae.mean():.3f})", **style)
+    bottom.set_xlabel("months ahead")
+    bottom.set_ylabel("MAE (ppm)")
+    bottom.set_xticks(months)
+    bottom.set_title(f"mean absolute error over the {len(origins)} held-out origins")
+    bottom.legend(fontsize=8)
+    bottom.grid(True, alpha=0.3)
+    figures.save_figure(fig, path)
+    return fig

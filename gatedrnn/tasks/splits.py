@@ -14,6 +14,7 @@ import jax
 import numpy as np
 
 from gatedrnn import losses
+from gatedrnn.tasks import figures
 from gatedrnn.tasks.base import Task
 from gatedrnn.tasks.data import epoch_indices, eval_indices
 
@@ -23,6 +24,8 @@ class SplitClassification(Task):
 
     readout = "last"
     data: dict[str, np.ndarray]  # provided by the subclass
+    name: str  # the data set, for figure titles
+    plots: bool = True  # config.log.plots: final_report draws plots/confusion_matrix.png (a subclass field)
 
     @property
     def output_size(self) -> int:
@@ -57,3 +60,12 @@ class SplitClassification(Task):
         loss, sums = losses.classification_metrics(outputs, batch["labels"], batch["mask"])
         sums["baseline_accuracy"] = losses.constant_accuracy(batch["labels"], self.majority_class, batch["mask"])
         return loss, sums
+
+    def final_report(self, model, seed: int, workdir: str) -> tuple[str, dict[str, float]]:
+        """With `plots`: the confusion matrix of the whole test split, drawn into
+        plots/confusion_matrix.png and written into the report; nothing without."""
+        if not self.plots:
+            return "", {}
+        classes = [str(c) for c in self.data["classes"]]
+        counts = figures.held_out_confusion(self, model, seed, len(self.data["test_y"]), classes)
+        return figures.confusion_report(counts, classes, workdir, f"{self.name} test split"), {}

@@ -17,6 +17,7 @@ import ml_collections
 import numpy as np
 
 from gatedrnn import losses
+from gatedrnn.tasks import figures
 from gatedrnn.tasks.base import Batch, Task
 from gatedrnn.tasks.data import EVAL_STREAM, TRAIN_STREAM, stream_rng
 from gatedrnn.validation import ConfigError, check_choice, check_non_negative, check_positive
@@ -142,6 +143,7 @@ class CopyMemoryTask(Task):
 
 
 LABELS = ("every_step", "last")
+PARITY_CLASSES = ("even", "odd")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,11 +161,13 @@ class ParityTask(Task):
     seq_len: int
     labels: str = "every_step"
     eval_seq_len: int = 0
+    plots: bool = True  # config.log.plots: final_report draws plots/confusion_matrix.png
 
     vocab_size = 2
     input_size = 2  # unused: the model embeds the bits
     output_size = 2
     baseline = math.log(2.0)
+    REPORT_SEQUENCES = 1024  # eval sequences in the final report's confusion matrix
 
     def __post_init__(self):
         check_positive("data.seq_len", self.seq_len)
@@ -173,7 +177,8 @@ class ParityTask(Task):
     @classmethod
     def from_config(cls, config: ml_collections.ConfigDict) -> "ParityTask":
         d = config.data
-        return cls(seq_len=d.seq_len, labels=d.get("labels", "every_step"), eval_seq_len=d.get("eval_seq_len", 0))
+        return cls(seq_len=d.seq_len, labels=d.get("labels", "every_step"), eval_seq_len=d.get("eval_seq_len", 0),
+                   plots=figures.wants_plots(config))
 
     @property
     def readout(self) -> str:
@@ -199,3 +204,13 @@ class ParityTask(Task):
             loss, sums = losses.classification_metrics(outputs, batch["targets"])
         sums["baseline_loss"] = _constant_pair(self.baseline, sums["loss"][1])
         return loss, sums
+
+    def final_report(self, model, seed: int, workdir: str) -> tuple[str, dict[str, float]]:
+        """With `plots`: the confusion matrix (even / odd; every step's or the last parity) over
+        `REPORT_SEQUENCES` eval sequences, drawn into plots/confusion_matrix.png; nothing without."""
+        if not self.plots:
+            return "", {}
+        counts = figures.held_out_confusion(self, model, seed, self.REPORT_SEQUENCES, PARITY_CLASSES, "targets")
+        t = self.eval_seq_len or self.seq_len
+        what = f"parity of {t} bits ({'every step' if self.labels == 'every_step' else 'last step'})"
+        return figures.confusion_report(counts, PARITY_CLASSES, workdir, what), {}

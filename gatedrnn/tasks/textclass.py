@@ -36,6 +36,7 @@ import ml_collections
 import numpy as np
 
 from gatedrnn.tasks.data import package_dir, package_file
+from gatedrnn.tasks.figures import wants_plots
 from gatedrnn.tasks.splits import SplitClassification
 from gatedrnn.validation import check_choice, check_positive
 
@@ -154,6 +155,7 @@ class TextClassificationTask(SplitClassification):
     name: str = "bbc_news"
     num_words: int = 10000  # data.vocab_size: the words that get their own id
     max_len: int = 400
+    plots: bool = True  # config.log.plots: final_report draws plots/confusion_matrix.png
 
     input_size = 0  # unused: the model embeds the tokens
 
@@ -165,7 +167,7 @@ class TextClassificationTask(SplitClassification):
     @classmethod
     def from_config(cls, config: ml_collections.ConfigDict) -> "TextClassificationTask":
         d = config.data
-        return cls(name=d.name, num_words=d.vocab_size, max_len=d.max_len)
+        return cls(name=d.name, num_words=d.vocab_size, max_len=d.max_len, plots=wants_plots(config))
 
     @property
     def data(self) -> dict[str, np.ndarray]:

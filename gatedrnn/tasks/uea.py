@@ -21,6 +21,7 @@ import ml_collections
 import numpy as np
 
 from gatedrnn.tasks.data import package_dir, pad_sequences
+from gatedrnn.tasks.figures import wants_plots
 from gatedrnn.tasks.splits import SplitClassification
 from gatedrnn.validation import check_choice
 
@@ -81,6 +82,7 @@ class UEAClassificationTask(SplitClassification):
     """
 
     name: str
+    plots: bool = True  # config.log.plots: final_report draws plots/confusion_matrix.png
 
     vocab_size = None
 
@@ -89,7 +91,7 @@ class UEAClassificationTask(SplitClassification):
 
     @classmethod
     def from_config(cls, config: ml_collections.ConfigDict) -> "UEAClassificationTask":
-        return cls(name=config.data.name)
+        return cls(name=config.data.name, plots=wants_plots(config))
 
     @property
     def data(self) -> dict[str, np.ndarray]:
