@@ -27,7 +27,7 @@ API_MODULES = (
     "gatedrnn.train.config",
 )
 PAGES = (  # docs/ pages in the site's navigation; any other docs/*.md is still built and linkable
-    ("Home", "index.md"), ("Cells and the scan engine", "cells.md"), ("Layers and architectures", "layers.md"),
+    ("Home", "index.md"), ("Installing", "install.md"), ("Cells and the scan engine", "cells.md"), ("Layers and architectures", "layers.md"),
     ("Training", "training.md"), ("Config reference", "config.md"), ("Tasks and results", "experiments.md"),
     ("Results suite", "results_suite.md"), ("Studies and notebooks", "studies.md"),
     ("Performance", "performance.md"), ("Layout and contributing", "layout.md"),
