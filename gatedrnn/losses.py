@@ -140,34 +140,57 @@ def seq2seq_metrics(logits: jax.Array, targets: jax.Array, mask: jax.Array) -> t
     return loss, sums
 
 
+def ctc_min_frames(labels: jax.Array, label_lengths: jax.Array) -> jax.Array:
+    """The fewest frames any CTC alignment of each label sequence needs: its length plus one blank
+    between every two equal neighbours ("aab" needs 4: a - a b). labels [b, n], label_lengths [b] -> [b]."""
+    valid = sequence_mask(label_lengths, *labels.shape)
+    repeats = valid[:, 1:] & (labels[:, 1:] == labels[:, :-1])
+    return jnp.asarray(label_lengths, jnp.int32) + jnp.sum(repeats.astype(jnp.int32), axis=1)
+
+
 def ctc_loss(logits: jax.Array, seq_lengths: jax.Array | None, labels: jax.Array, label_lengths: jax.Array,
-             blank_id: int = 0) -> jax.Array:
+             blank_id: int = 0, *, zero_infinity: bool = False) -> jax.Array:
     """-log p(labels | x) per sequence (`optax.ctc_loss`): logits [b, t, k], labels [b, n] int -> [b].
 
     Frames at t >= seq_lengths (all valid for None) and labels at n >= label_lengths are padding;
     their values never enter (padded frames are zeroed first, so a NaN there stays out).
+
+    A sequence with no alignment at all (fewer frames than `ctc_min_frames`: its labels, plus a
+    blank between repeats) has p = 0, and its loss is `inf`, as torch.nn.functional.ctc_loss
+    reports it (optax alone returns about 1e5 there). `zero_infinity=True` (torch's option, its
+    semantics) makes the loss of those sequences 0 and their gradient 0, so that a few
+    too-short sequences cannot derail training; the other sequences are unchanged. With
+    zero_infinity=False the gradient of an infinite loss is 0 too (torch's is NaN).
     """
     if logits.ndim != 3 or labels.ndim != 2 or labels.shape[0] != logits.shape[0]:
         raise ValueError(f"ctc_loss needs logits [batch, time, classes] and labels [batch, labels], "
                          f"got {logits.shape} and {labels.shape}")
+    if not isinstance(zero_infinity, bool):
+        raise ValueError(f"ctc_loss zero_infinity must be True or False, got {zero_infinity!r}")
     b, t = logits.shape[:2]
     frames = sequence_mask(seq_lengths, b, t)
     logits = jnp.where(frames[:, :, None], logits, jnp.zeros_like(logits))
     label_pad = (~sequence_mask(label_lengths, b, labels.shape[1])).astype(logits.dtype)
-    return optax.ctc_loss(logits, (~frames).astype(logits.dtype), labels.astype(jnp.int32), label_pad,
+    loss = optax.ctc_loss(logits, (~frames).astype(logits.dtype), labels.astype(jnp.int32), label_pad,
                           blank_id=blank_id)
+    num_frames = jnp.sum(frames.astype(jnp.int32), axis=1)
+    infeasible = num_frames < ctc_min_frames(labels, label_lengths)
+    fill = jnp.zeros_like(loss) if zero_infinity else jnp.full_like(loss, jnp.inf)
+    return jnp.where(infeasible, fill, loss)  # where: no gradient reaches the replaced entries
 
 
 def ctc_metrics(logits: jax.Array, seq_lengths: jax.Array | None, labels: jax.Array, label_lengths: jax.Array,
-                blank_id: int = 0) -> tuple[jax.Array, Sums]:
+                blank_id: int = 0, *, zero_infinity: bool = False) -> tuple[jax.Array, Sums]:
     """CTC loss (`ctc_loss`, in float32) per label token and per sequence.
 
     logits [b, t, v]; seq_lengths [b] valid frames (None: all); labels [b, l]; label_lengths [b].
-    A row with no valid frame (a padding row) enters neither sum nor count.
+    A row with no valid frame (a padding row) enters neither sum nor count. A sequence too
+    short for its labels makes the loss inf (zero_infinity=True: it adds 0, see `ctc_loss`).
     """
     b = logits.shape[0]
     rows = jnp.ones((b,), bool) if seq_lengths is None else jnp.asarray(seq_lengths) > 0
-    per_seq = ctc_loss(logits.astype(jnp.float32), seq_lengths, labels, label_lengths, blank_id)
+    per_seq = ctc_loss(logits.astype(jnp.float32), seq_lengths, labels, label_lengths, blank_id,
+                       zero_infinity=zero_infinity)
     total = jnp.sum(jnp.where(rows, per_seq, jnp.zeros_like(per_seq)))
     num_labels = jnp.sum(sequence_mask(label_lengths, b, labels.shape[1]) & rows[:, None])
     return total / jnp.maximum(num_labels, 1).astype(jnp.float32), {

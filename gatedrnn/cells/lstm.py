@@ -40,7 +40,11 @@ class LSTM(Cell):
 
     Options:
       peephole:     add the p_* terms (otherwise they are absent).
-      cifg:         coupled input-forget gate, i_t = 1 - f_t (no W_i, R_i, p_i, b_i).
+      cifg:         coupled input-forget gate, i_t = 1 - f_t (no W_i, R_i, p_i, b_i). The
+                    forget gate keeps its weights; Greff et al. write the same coupling the
+                    other way, f_t = 1 - i_t, keeping the input gate's. Equivalent: since
+                    1 - sigmoid(a) = sigmoid(-a), their weights port in with a sign flip,
+                    W_f = -W_i, R_f = -R_i, p_f = -p_i, b_f = -b_i (then our i_t is their i_t).
       forget_bias:  constant added to b_f at init (Gers et al. 2000; 1.0 is common).
       proj_size:    LSTMP (Sak et al. 2014; PyTorch's proj_size): y_t = W_hr (tanh(c_t) * o_t),
                     of size p; the recurrence uses y_t.

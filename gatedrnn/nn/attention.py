@@ -7,6 +7,15 @@ call them. Every attention takes a padding mask `mask [batch, source]` (True = v
 returns `(context, weights)`; weights are exactly 0 at padded positions and sum to 1 over
 the valid ones (a row with no valid position gets all-zero weights and a zero context).
 
+Shapes of what they return, for a query [b, d_q] or queries [b, q, d_q]:
+
+  additive, dot, general, concat:  context [b, (q,) d_v],       weights [b, (q,) s]
+  multihead:                       context [b, (q,) out_size],  weights [b, n, (q,) s]  (heads second)
+
+Every module takes `param_dtype` (None: float32, float64 under jax_enable_x64) and `dtype`
+(the compute dtype: None promotes the inputs and params as flax.nnx.Linear does; e.g.
+jnp.bfloat16 casts the inputs and computes, and returns, in bfloat16).
+
 Each module splits its work in two so that a decoder does the memory-side work once:
 
     memory = attn.prepare(keys, values, mask)     # once per source sequence
@@ -18,14 +27,15 @@ Each module splits its work in two so that a decoder does the memory-side work o
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from gatedrnn.losses import sequence_mask
-from gatedrnn.validation import check_choice, check_positive
+from gatedrnn.nn.params import cast, resolve_param_dtype
+from gatedrnn.validation import ConfigError, check_choice, check_positive
 
 
 class Memory(NamedTuple):
@@ -126,10 +136,13 @@ def scaled_dot_product(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array
 class _Attention(nnx.Module):
     """Shared prepare/attend/__call__ plumbing for the single-head attentions."""
 
+    dtype: Any = None  # the compute dtype (None: promote inputs and params)
+
     def prepare(self, keys: jax.Array, values: jax.Array | None = None, mask: jax.Array | None = None) -> Memory:
         """keys [b, s, d_k], values [b, s, d_v] (default: keys), mask [b, s] -> Memory."""
         values = keys if values is None else values
         mask = _check_memory(keys, values, mask)
+        keys, values = cast(keys, self.dtype), cast(values, self.dtype)
         return Memory(self._project_keys(keys), values, mask)
 
     def _project_keys(self, keys):
@@ -140,7 +153,7 @@ class _Attention(nnx.Module):
 
     def attend(self, memory: Memory, query: jax.Array) -> tuple[jax.Array, jax.Array]:
         """query [b, d_q] -> (context [b, d_v], weights [b, s]); or [b, q, d_q] -> ([b, q, d_v], [b, q, s])."""
-        queries, single = _queries(query)
+        queries, single = _queries(cast(query, self.dtype))
         scores = self._scores(memory, queries)
         weights = masked_softmax(scores, jnp.broadcast_to(memory.mask[:, None, :], scores.shape))
         context = weighted_sum(weights, memory.values)
@@ -152,14 +165,19 @@ class _Attention(nnx.Module):
 
 class AdditiveAttention(_Attention):
     """Bahdanau attention: e_s = v^T tanh(W_q q + W_k k_s + b), a = softmax(e) over valid s,
-    context = sum_s a_s v_s. Sizes: query_size d_q, key_size d_k, attention_size a."""
+    context = sum_s a_s v_s. Sizes: query_size d_q, key_size d_k, attention_size a.
+    Params: query_proj (W_q [d_q, a], no bias), key_proj (W_k [d_k, a], b [a]), v [a]."""
 
-    def __init__(self, query_size: int, key_size: int, attention_size: int, *, rngs: nnx.Rngs):
+    def __init__(self, query_size: int, key_size: int, attention_size: int, *, rngs: nnx.Rngs,
+                 dtype: Any = None, param_dtype: Any = None):
         for name, value in (("query_size", query_size), ("key_size", key_size), ("attention_size", attention_size)):
             check_positive(f"AdditiveAttention.{name}", value)
-        self.query_proj = nnx.Linear(query_size, attention_size, use_bias=False, rngs=rngs)
-        self.key_proj = nnx.Linear(key_size, attention_size, rngs=rngs)
-        self.v = nnx.Param(nnx.initializers.lecun_normal()(rngs.params(), (attention_size, 1))[:, 0])
+        param_dtype = resolve_param_dtype(param_dtype)
+        kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        self.dtype = dtype
+        self.query_proj = nnx.Linear(query_size, attention_size, use_bias=False, **kw)
+        self.key_proj = nnx.Linear(key_size, attention_size, **kw)
+        self.v = nnx.Param(nnx.initializers.lecun_normal()(rngs.params(), (attention_size, 1), param_dtype)[:, 0])
 
     def _project_keys(self, keys):
         return self.key_proj(keys)
@@ -178,24 +196,27 @@ class LuongAttention(_Attention):
       general: e_s = q^T W_a k_s
       concat:  e_s = v^T tanh(W_a [q; k_s])
 
-    then a = softmax(e) over valid s and context = sum_s a_s v_s.
+    then a = softmax(e) over valid s and context = sum_s a_s v_s. No biases (Luong's have none).
     """
 
     def __init__(self, query_size: int, key_size: int, score: str = "general", *, attention_size: int | None = None,
-                 rngs: nnx.Rngs):
+                 rngs: nnx.Rngs, dtype: Any = None, param_dtype: Any = None):
         check_choice("LuongAttention.score", score, LUONG_SCORES)
         check_positive("LuongAttention.query_size", query_size)
         check_positive("LuongAttention.key_size", key_size)
         if score == "dot" and query_size != key_size:
             raise ValueError(f"LuongAttention score='dot' needs query_size == key_size, got {query_size} and {key_size}")
-        self.score = score
+        self.score, self.dtype = score, dtype
+        param_dtype = resolve_param_dtype(param_dtype)
+        kw = dict(use_bias=False, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         if score == "general":
-            self.key_proj = nnx.Linear(key_size, query_size, use_bias=False, rngs=rngs)
+            self.key_proj = nnx.Linear(key_size, query_size, **kw)
         elif score == "concat":
             a = attention_size or query_size
-            self.key_proj = nnx.Linear(key_size, a, use_bias=False, rngs=rngs)
-            self.w_q = nnx.Param(nnx.initializers.lecun_normal()(rngs.params(), (query_size, a)))
-            self.v = nnx.Param(nnx.initializers.lecun_normal()(rngs.params(), (a, 1))[:, 0])
+            self.key_proj = nnx.Linear(key_size, a, **kw)
+            init = nnx.initializers.lecun_normal()
+            self.w_q = nnx.Param(init(rngs.params(), (query_size, a), param_dtype))
+            self.v = nnx.Param(init(rngs.params(), (a, 1), param_dtype)[:, 0])
 
     def _project_keys(self, keys):
         return keys if self.score == "dot" else self.key_proj(keys)
@@ -207,34 +228,49 @@ class LuongAttention(_Attention):
 
 
 class MultiHeadAttention(nnx.Module):
-    """Scaled dot-product attention with `num_heads` heads (Vaswani et al. 2017).
+    """Scaled dot-product attention with `num_heads` heads (Vaswani et al. 2017), as
+    torch.nn.MultiheadAttention computes it:
 
-      head_i = softmax((q W_q^i)(K W_k^i)^T / sqrt(k)) V W_v^i,   out = concat_i(head_i) W_o
+      head_i = softmax((q W_q^i + b_q^i)(K W_k^i + b_k^i)^T / sqrt(k)) (V W_v^i + b_v^i)
+      out    = concat_i(head_i) W_o + b_o
 
     query [b, d_q] or [b, q, d_q]; keys [b, s, d_k]; values [b, s, d_v] (default keys).
-    Returns (context [b, (q,) out_size], weights [b, n, (q,) s]).
+    Returns (context [b, (q,) out_size], weights [b, n, (q,) s]): the weights have the heads
+    second, as torch's `need_weights=True, average_attn_weights=False`.
+
+    Params: q_proj, k_proj, v_proj (kernel [d, n, k], bias [n, k]) and out_proj (kernel
+    [n, k, out_size], bias [out_size]). `bias=True` (the default, torch's) gives q/k/v their
+    biases b_q, b_k, b_v (torch's `in_proj_bias`); `bias=False` drops them and leaves the param
+    tree as it was before the option existed (out_proj keeps its bias either way: port a
+    torch module built with bias=False by zeroing it). `gatedrnn.nn.interop.from_torch` copies
+    a torch.nn.MultiheadAttention's weights in.
     """
 
     def __init__(self, query_size: int, key_size: int, num_heads: int, head_size: int, *,
-                 value_size: int | None = None, out_size: int | None = None, rngs: nnx.Rngs):
+                 value_size: int | None = None, out_size: int | None = None, bias: bool = True,
+                 rngs: nnx.Rngs, dtype: Any = None, param_dtype: Any = None):
         for name, value in (("query_size", query_size), ("key_size", key_size), ("num_heads", num_heads),
                             ("head_size", head_size)):
             check_positive(f"MultiHeadAttention.{name}", value)
+        if not isinstance(bias, bool):
+            raise ConfigError(f"MultiHeadAttention.bias must be True or False, got {bias!r}")
         value_size = value_size or key_size
         out_size = out_size or query_size
-        self.num_heads, self.head_size = num_heads, head_size
-        self.q_proj = nnx.LinearGeneral(query_size, (num_heads, head_size), use_bias=False, rngs=rngs)
-        self.k_proj = nnx.LinearGeneral(key_size, (num_heads, head_size), use_bias=False, rngs=rngs)
-        self.v_proj = nnx.LinearGeneral(value_size, (num_heads, head_size), use_bias=False, rngs=rngs)
-        self.out_proj = nnx.LinearGeneral((num_heads, head_size), out_size, axis=(-2, -1), rngs=rngs)
+        self.num_heads, self.head_size, self.bias, self.dtype = num_heads, head_size, bias, dtype
+        kw = dict(dtype=dtype, param_dtype=resolve_param_dtype(param_dtype), rngs=rngs)
+        heads = (num_heads, head_size)
+        self.q_proj = nnx.LinearGeneral(query_size, heads, use_bias=bias, **kw)
+        self.k_proj = nnx.LinearGeneral(key_size, heads, use_bias=bias, **kw)
+        self.v_proj = nnx.LinearGeneral(value_size, heads, use_bias=bias, **kw)
+        self.out_proj = nnx.LinearGeneral(heads, out_size, axis=(-2, -1), **kw)
 
     def prepare(self, keys, values=None, mask=None) -> Memory:
         values = keys if values is None else values
         mask = _check_memory(keys, values, mask)
-        return Memory(self.k_proj(keys), self.v_proj(values), mask)
+        return Memory(self.k_proj(cast(keys, self.dtype)), self.v_proj(cast(values, self.dtype)), mask)
 
     def attend(self, memory: Memory, query):
-        queries, single = _queries(query)
+        queries, single = _queries(cast(query, self.dtype))
         context, weights = scaled_dot_product(self.q_proj(queries), memory.keys, memory.values, memory.mask)
         out = self.out_proj(context)
         return (out[:, 0], weights[:, :, 0]) if single else (out, weights)
@@ -247,18 +283,33 @@ ATTENTIONS = ("additive", "dot", "general", "concat", "multihead")
 
 
 def make_attention(kind: str, query_size: int, key_size: int, *, rngs: nnx.Rngs, attention_size: int | None = None,
-                   num_heads: int = 4):
+                   num_heads: int | None = None, bias: bool = True, dtype: Any = None, param_dtype: Any = None):
     """Builds an attention by name: "additive" (Bahdanau), "dot"/"general"/"concat" (Luong), "multihead".
 
     Every result has prepare/attend/__call__; its context has key_size features when the values
-    are the keys (multihead projects its output back to key_size).
+    are the keys (multihead projects its output back to key_size). Weights are [b, (q,) s],
+    multihead's [b, n, (q,) s].
+
+    attention_size (None: query_size) is the additive/concat hidden size and multihead's total
+    width n * k, split into `num_heads` heads of attention_size // num_heads; num_heads None
+    takes the largest of 4, 2, 1 that divides attention_size (so the defaults always build).
+    `bias` is multihead's q/k/v projection bias (see `MultiHeadAttention`); `dtype` and
+    `param_dtype` go to the module.
     """
     check_choice("model.attention", kind, ATTENTIONS)
     size = attention_size or query_size
+    kw = dict(rngs=rngs, dtype=dtype, param_dtype=param_dtype)
     if kind == "additive":
-        return AdditiveAttention(query_size, key_size, size, rngs=rngs)
+        return AdditiveAttention(query_size, key_size, size, **kw)
     if kind == "multihead":
+        check_positive("attention_size", size)
+        if num_heads is None:
+            num_heads = math.gcd(size, 4)
+        check_positive("num_heads", num_heads)
         if size % num_heads:
-            raise ValueError(f"attention_size={size} must be divisible by num_heads={num_heads}")
-        return MultiHeadAttention(query_size, key_size, num_heads, size // num_heads, out_size=key_size, rngs=rngs)
-    return LuongAttention(query_size, key_size, kind, attention_size=attention_size, rngs=rngs)
+            divisors = [n for n in range(1, size + 1) if size % n == 0]
+            raise ConfigError(f"attention_size={size} must be divisible by num_heads={num_heads}: use num_heads in "
+                              f"{divisors}, or an attention_size that is a multiple of {num_heads}")
+        return MultiHeadAttention(query_size, key_size, num_heads, size // num_heads, out_size=key_size, bias=bias,
+                                  **kw)
+    return LuongAttention(query_size, key_size, kind, attention_size=attention_size, **kw)

@@ -23,6 +23,9 @@ same, each restarting at its own last step.
   MinBlock       y = x + cell(RMSNorm(x))  (minGRU / minLSTM with their `expansion`)
   LRUBlock       y = x + GLU(GeLU(cell(LayerNorm(x))))  (Orvieto et al. 2023's LRU layer)
 
+Every module here takes `param_dtype` (None: float32, float64 under jax_enable_x64) and `dtype`
+(the compute dtype; a block's replaces its `scan.dtype`; None: the input's).
+
 Each block takes its cell as an argument (any cell mapping width to width: `RGLRU` for Hawk,
 `MinGRU` / `MinLSTM`, `LRU`, or a classic cell, run sequentially), run by `gatedrnn.scan.scan_cell`
 with the block's `ScanOptions`. `make_block` builds one by name (`BLOCKS`), as `build_rnn(...,
@@ -42,6 +45,7 @@ from gatedrnn.cells.base import Cell, accumulation_dtype, layer_norm
 from gatedrnn.cells.rglru import RGLRU
 from gatedrnn.losses import sequence_mask
 from gatedrnn.nn.layers import RNN
+from gatedrnn.nn.params import cast, resolve_param_dtype
 from gatedrnn.scan import ScanOptions, flip_sequences, reverse_resets, with_overrides
 from gatedrnn.validation import ConfigError, check_choice, check_positive
 
@@ -62,12 +66,13 @@ class RMSNorm(nnx.Module):
     x [..., w]; statistics in at least float32, y in x's dtype. The param is `scale` [w].
     """
 
-    def __init__(self, width: int, *, eps: float = 1e-6, param_dtype: Any = jnp.float32):
+    def __init__(self, width: int, *, eps: float = 1e-6, dtype: Any = None, param_dtype: Any = None):
         check_positive("RMSNorm.width", width)
-        self.eps = eps
-        self.scale = nnx.Param(jnp.zeros((width,), param_dtype))
+        self.eps, self.dtype = eps, dtype
+        self.scale = nnx.Param(jnp.zeros((width,), resolve_param_dtype(param_dtype)))
 
     def __call__(self, x: jax.Array) -> jax.Array:
+        x = cast(x, self.dtype)
         x32 = x.astype(accumulation_dtype(x.dtype))
         var = jnp.mean(jnp.square(x32), axis=-1, keepdims=True)
         scale = self.scale[...].astype(x32.dtype).reshape((1,) * (x.ndim - 1) + (-1,))
@@ -78,14 +83,15 @@ class LayerNorm(nnx.Module):
     """LayerNorm over the last axis (`gatedrnn.cells.base.layer_norm`): params `scale` [w]
     (init 1) and `bias` [w] (init 0); statistics in at least float32."""
 
-    def __init__(self, width: int, *, eps: float = 1e-5, param_dtype: Any = jnp.float32):
+    def __init__(self, width: int, *, eps: float = 1e-5, dtype: Any = None, param_dtype: Any = None):
         check_positive("LayerNorm.width", width)
-        self.eps = eps
+        self.eps, self.dtype = eps, dtype
+        param_dtype = resolve_param_dtype(param_dtype)
         self.scale = nnx.Param(jnp.ones((width,), param_dtype))
         self.bias = nnx.Param(jnp.zeros((width,), param_dtype))
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        return layer_norm(x, self.scale[...], self.bias[...], self.eps)
+        return layer_norm(cast(x, self.dtype), self.scale[...], self.bias[...], self.eps)
 
 
 class GatedMLP(nnx.Module):
@@ -97,9 +103,9 @@ class GatedMLP(nnx.Module):
     """
 
     def __init__(self, width: int, expanded_width: int, *, rngs: nnx.Rngs, dtype: Any = None,
-                 param_dtype: Any = jnp.float32, final_w_init_variance_scale: float = 1.0):
+                 param_dtype: Any = None, final_w_init_variance_scale: float = 1.0):
         check_positive("GatedMLP.expanded_width", expanded_width)
-        kw = dict(rngs=rngs, dtype=dtype, param_dtype=param_dtype)
+        kw = dict(rngs=rngs, dtype=dtype, param_dtype=resolve_param_dtype(param_dtype))
         self.gate = _linear(width, expanded_width, **kw)
         self.up = _linear(width, expanded_width, **kw)
         self.down = _linear(expanded_width, width, scale=final_w_init_variance_scale, **kw)
@@ -122,10 +128,11 @@ class Conv1D(nnx.Module):
     """
 
     def __init__(self, width: int, temporal_width: int = 4, *, rngs: nnx.Rngs,
-                 w_init_variance_scale: float = 0.01, param_dtype: Any = jnp.float32):
+                 w_init_variance_scale: float = 0.01, dtype: Any = None, param_dtype: Any = None):
         check_positive("Conv1D.width", width)
         check_positive("Conv1D.temporal_width", temporal_width)
-        self.width, self.temporal_width = width, temporal_width
+        self.width, self.temporal_width, self.dtype = width, temporal_width, dtype
+        param_dtype = resolve_param_dtype(param_dtype)
         init = _fan_in_normal(w_init_variance_scale)
         self.w = nnx.Param(init(rngs.params(), (temporal_width, width), param_dtype))
         self.b = nnx.Param(jnp.zeros((width,), param_dtype))
@@ -136,6 +143,7 @@ class Conv1D(nnx.Module):
     def __call__(self, x: jax.Array, *, resets: jax.Array | None = None, seq_lengths: jax.Array | None = None,
                  state: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
         """x [b, t, w] -> (y [b, t, w], state [b, k - 1, w])."""
+        x = cast(x, self.dtype)
         k = self.temporal_width
         batch, time, _ = x.shape
         w, bias = self.w[...].astype(x.dtype), self.b[...].astype(x.dtype)
@@ -219,6 +227,11 @@ class Block(nnx.Module):
         return y, carry
 
 
+def _block_scan(scan: ScanOptions | None, dtype: Any) -> ScanOptions:
+    """The block's ScanOptions: `scan` with its compute dtype replaced by `dtype` when given."""
+    return with_overrides(scan) if dtype is None else with_overrides(scan, dtype=dtype)
+
+
 def _inner_rnn(cell: Cell, width: int, block: str, *, rngs: nnx.Rngs, scan: ScanOptions, param_dtype) -> RNN:
     """The block's cell as a forward `RNN` layer (the block does the flipping), width -> width."""
     if cell.input_size != width or cell.output_size != width:
@@ -259,13 +272,14 @@ class HawkBlock(Block):
 
     def __init__(self, input_size: int, width: int, cell: Cell | None = None, *, rngs: nnx.Rngs,
                  num_heads: int = 1, conv_width: int = 4, reverse: bool = False, scan: ScanOptions | None = None,
-                 param_dtype: Any = jnp.float32, final_w_init_variance_scale: float = 1.0):
+                 dtype: Any = None, param_dtype: Any = None, final_w_init_variance_scale: float = 1.0):
         check_positive("HawkBlock.input_size", input_size)
         check_positive("HawkBlock.width", width)
         cell = RGLRU(width, width, num_heads=num_heads) if cell is None else cell
         lru = cell.input_size
         self.input_size, self.width, self.reverse = input_size, width, reverse
-        self.scan = with_overrides(scan)
+        self.scan = _block_scan(scan, dtype)
+        param_dtype = resolve_param_dtype(param_dtype)
         kw = dict(rngs=rngs, dtype=self.scan.dtype, param_dtype=param_dtype)
         self.linear_y = _linear(input_size, lru, **kw)
         self.linear_x = _linear(input_size, lru, **kw)
@@ -299,7 +313,7 @@ class ResidualBlock(Block):
 
     def __init__(self, width: int, temporal: Block, *, rngs: nnx.Rngs, input_size: int | None = None,
                  mlp_expansion: float = 3.0, reverse: bool = False, scan: ScanOptions | None = None,
-                 param_dtype: Any = jnp.float32, final_w_init_variance_scale: float = 1.0):
+                 dtype: Any = None, param_dtype: Any = None, final_w_init_variance_scale: float = 1.0):
         check_positive("ResidualBlock.width", width)
         if temporal.input_size != width or temporal.output_size != width or temporal.reverse:
             raise ConfigError(f"ResidualBlock needs a forward temporal block of width {width}, got "
@@ -309,7 +323,8 @@ class ResidualBlock(Block):
             raise ConfigError(f"ResidualBlock.mlp_expansion must be a number >= 0 (0: no MLP), got {mlp_expansion!r}")
         self.input_size = width if input_size is None else input_size
         self.width, self.reverse = width, reverse
-        self.scan = with_overrides(scan)
+        self.scan = _block_scan(scan, dtype)
+        param_dtype = resolve_param_dtype(param_dtype)
         kw = dict(rngs=rngs, dtype=self.scan.dtype, param_dtype=param_dtype)
         self.input_proj = _input_projection(self.input_size, width, **kw)
         self.temporal_pre_norm = RMSNorm(width, param_dtype=param_dtype)
@@ -344,11 +359,13 @@ class MinBlock(Block):
     """
 
     def __init__(self, width: int, cell: Cell, *, rngs: nnx.Rngs, input_size: int | None = None,
-                 reverse: bool = False, scan: ScanOptions | None = None, param_dtype: Any = jnp.float32):
+                 reverse: bool = False, scan: ScanOptions | None = None, dtype: Any = None,
+                 param_dtype: Any = None):
         check_positive("MinBlock.width", width)
         self.input_size = width if input_size is None else input_size
         self.width, self.reverse = width, reverse
-        self.scan = with_overrides(scan)
+        self.scan = _block_scan(scan, dtype)
+        param_dtype = resolve_param_dtype(param_dtype)
         kw = dict(rngs=rngs, dtype=self.scan.dtype, param_dtype=param_dtype)
         self.input_proj = _input_projection(self.input_size, width, **kw)
         self.norm = RMSNorm(width, param_dtype=param_dtype)
@@ -374,11 +391,13 @@ class LRUBlock(Block):
     """
 
     def __init__(self, width: int, cell: Cell, *, rngs: nnx.Rngs, input_size: int | None = None,
-                 reverse: bool = False, scan: ScanOptions | None = None, param_dtype: Any = jnp.float32):
+                 reverse: bool = False, scan: ScanOptions | None = None, dtype: Any = None,
+                 param_dtype: Any = None):
         check_positive("LRUBlock.width", width)
         self.input_size = width if input_size is None else input_size
         self.width, self.reverse = width, reverse
-        self.scan = with_overrides(scan)
+        self.scan = _block_scan(scan, dtype)
+        param_dtype = resolve_param_dtype(param_dtype)
         kw = dict(rngs=rngs, dtype=self.scan.dtype, param_dtype=param_dtype)
         self.input_proj = _input_projection(self.input_size, width, **kw)
         self.norm = LayerNorm(width, param_dtype=param_dtype)
@@ -417,7 +436,7 @@ def resolve_block(cell: str, block: str | None) -> str | None:
 
 
 def make_block(name: str, cell: Cell, input_size: int, width: int, *, rngs: nnx.Rngs, reverse: bool = False,
-               scan: ScanOptions | None = None, **options) -> Block:
+               scan: ScanOptions | None = None, dtype: Any = None, param_dtype: Any = None, **options) -> Block:
     """A block by name (`BLOCKS`) around `cell` (input and output size `width`):
 
       "hawk"     HawkBlock(input_size, width, cell)                 options: conv_width (4)
@@ -432,7 +451,7 @@ def make_block(name: str, cell: Cell, input_size: int, width: int, *, rngs: nnx.
         if option not in BLOCKS[name]:
             raise ConfigError(f"model.block_options.{option} is not an option of the {name!r} block; "
                               f"choose from {sorted(BLOCKS[name])}")
-    kw = dict(rngs=rngs, scan=scan)
+    kw = dict(rngs=rngs, scan=scan, dtype=dtype, param_dtype=param_dtype)
     if name == "hawk":
         return HawkBlock(input_size, width, cell, reverse=reverse, **options, **kw)
     if name == "griffin":

@@ -6,6 +6,10 @@ The model emits per-frame logits over k classes, class `blank_id` (default 0) be
 Training maximizes p(labels | x) = sum over alignments a that collapse to the labels of
 prod_t p(a_t | x) (`gatedrnn.losses.ctc_loss`, over `optax.ctc_loss`). Greedy decoding takes the per-frame argmax, merges
 repeats, then drops blanks: "aa-ab--b" -> "a-ab-b" -> "aabb" with '-' the blank.
+
+A label sequence needs at least `ctc_min_frames` frames (its length plus a blank between
+repeats); with fewer, p = 0 and the loss is inf, as in torch (`zero_infinity=True`: 0, with no
+gradient, as torch's option).
 """
 
 from __future__ import annotations
@@ -16,8 +20,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from gatedrnn.losses import ctc_loss, sequence_mask
+from gatedrnn.losses import ctc_loss, ctc_min_frames, sequence_mask  # noqa: F401 (ctc_min_frames re-exported)
 from gatedrnn.nn.encoder import SequenceEncoder
+from gatedrnn.nn.params import resolve_param_dtype
 from gatedrnn.validation import check_positive
 
 
@@ -58,23 +63,27 @@ class CTCModel(nnx.Module):
     """
 
     def __init__(self, cell: str, hidden_size: int, num_classes: int, *, rngs: nnx.Rngs, blank_id: int = 0,
-                 bidirectional: bool = True, **encoder_options: Any):
+                 bidirectional: bool = True, dtype: Any = None, param_dtype: Any = None, **encoder_options: Any):
         check_positive("CTCModel.num_classes", num_classes)
         if num_classes < 2:
             raise ValueError(f"CTCModel.num_classes must count the blank and at least one label (>= 2), got {num_classes}")
         if not 0 <= blank_id < num_classes:
             raise ValueError(f"CTCModel.blank_id={blank_id} must lie in [0, num_classes={num_classes})")
-        self.encoder = SequenceEncoder(cell, hidden_size, rngs=rngs, bidirectional=bidirectional, **encoder_options)
-        self.head = nnx.Linear(self.encoder.output_size, num_classes, rngs=rngs)
+        kw = dict(rngs=rngs, dtype=dtype, param_dtype=resolve_param_dtype(param_dtype))
+        self.encoder = SequenceEncoder(cell, hidden_size, bidirectional=bidirectional, **kw, **encoder_options)
+        self.head = nnx.Linear(self.encoder.output_size, num_classes, **kw)
         self.blank_id = blank_id
 
     def __call__(self, x, seq_lengths=None) -> jax.Array:
         outputs, _ = self.encoder(x, seq_lengths)
         return self.head(outputs)
 
-    def loss(self, x, seq_lengths, labels, label_lengths) -> jax.Array:
-        """Mean over the batch of -log p(labels | x)."""
-        return jnp.mean(ctc_loss(self(x, seq_lengths), seq_lengths, labels, label_lengths, self.blank_id))
+    def loss(self, x, seq_lengths, labels, label_lengths, *, zero_infinity: bool = False) -> jax.Array:
+        """Mean over the batch of -log p(labels | x) (in float32); inf when a sequence is too short for
+        its labels, unless zero_infinity (see `gatedrnn.losses.ctc_loss`)."""
+        logits = self(x, seq_lengths).astype(jnp.float32)
+        return jnp.mean(ctc_loss(logits, seq_lengths, labels, label_lengths, self.blank_id,
+                                 zero_infinity=zero_infinity))
 
     def decode(self, x, seq_lengths=None) -> CTCDecoded:
         return ctc_greedy_decode(self(x, seq_lengths), seq_lengths, self.blank_id)

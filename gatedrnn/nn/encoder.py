@@ -14,6 +14,7 @@ from flax import nnx
 from gatedrnn.losses import language_model_metrics
 from gatedrnn.losses import sequence_mask as sequence_mask  # re-exported: README imports it from here
 from gatedrnn.nn.layers import build_rnn
+from gatedrnn.nn.params import resolve_param_dtype
 from gatedrnn.validation import check_positive
 
 
@@ -22,6 +23,8 @@ class SequenceEncoder(nnx.Module):
 
     Inputs are token ids [b, t] (int) with `vocab_size`, or features [b, t, input_size]
     (float) without. `outputs, carry = encoder(x, seq_lengths)`, outputs [b, t, output_size].
+    `param_dtype` (None: float32, float64 under jax_enable_x64) and `dtype` (compute; None: the
+    inputs') go to the embedding and every layer.
 
     Example:
       enc = SequenceEncoder("gru", hidden_size=32, vocab_size=100, embed_size=16,
@@ -31,21 +34,25 @@ class SequenceEncoder(nnx.Module):
 
     def __init__(self, cell: str, hidden_size: int, *, rngs: nnx.Rngs, input_size: int | None = None,
                  vocab_size: int | None = None, embed_size: int | None = None, num_layers: int = 1,
-                 bidirectional: bool = False, dropout: float = 0.0, **rnn_options: Any):
+                 bidirectional: bool = False, dropout: float = 0.0, dtype: Any = None, param_dtype: Any = None,
+                 **rnn_options: Any):
         if (input_size is None) == (vocab_size is None):
             raise ValueError(f"give exactly one of input_size (features) or vocab_size (tokens), got "
                              f"input_size={input_size!r} vocab_size={vocab_size!r}")
         if vocab_size is not None:
             check_positive("SequenceEncoder.vocab_size", vocab_size)
             embed_size = embed_size or hidden_size
-            self.embed = nnx.Embed(vocab_size, embed_size, rngs=rngs)
+            self.embed = nnx.Embed(vocab_size, embed_size, dtype=dtype, param_dtype=resolve_param_dtype(param_dtype),
+                                   rngs=rngs)
             input_size = embed_size
         else:
             check_positive("SequenceEncoder.input_size", input_size)
             self.embed = None
         self.vocab_size = vocab_size
+        if dtype is not None:
+            rnn_options["dtype"] = dtype  # a ScanOptions field: the layers' compute dtype
         self.rnn = build_rnn(cell, input_size, hidden_size, rngs=rngs, num_layers=num_layers,
-                             bidirectional=bidirectional, dropout=dropout, **rnn_options)
+                             bidirectional=bidirectional, dropout=dropout, param_dtype=param_dtype, **rnn_options)
 
     @property
     def output_size(self) -> int:
@@ -64,9 +71,11 @@ class SequenceEncoder(nnx.Module):
         return self.rnn(self.embed_inputs(x), seq_lengths=seq_lengths, initial_carry=initial_carry)
 
 
-def carry_bridge(carry_template: Any, input_size: int, *, rngs: nnx.Rngs) -> nnx.List:
+def carry_bridge(carry_template: Any, input_size: int, *, rngs: nnx.Rngs, dtype: Any = None,
+                 param_dtype: Any = None) -> nnx.List:
     """One Linear(input_size -> leaf size) per leaf of a decoder's carry (e.g. `initial_carry(1)`)."""
-    return nnx.List([nnx.Linear(input_size, leaf.shape[-1], rngs=rngs) for leaf in jax.tree.leaves(carry_template)])
+    kw = dict(dtype=dtype, param_dtype=resolve_param_dtype(param_dtype), rngs=rngs)
+    return nnx.List([nnx.Linear(input_size, leaf.shape[-1], **kw) for leaf in jax.tree.leaves(carry_template)])
 
 
 def bridge_carry(bridge: nnx.List, carry_template: Any, v: jax.Array) -> Any:

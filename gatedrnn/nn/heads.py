@@ -10,6 +10,9 @@ steps, so padding a batch never changes a pooled vector:
   max:       max_{t<L} x_t                              (per feature)
   attention: sum_{t<L} a_t x_t,  a = softmax_{t<L}(v^T tanh(W x_t + b))   (Yang et al. 2016)
 
+Every module takes `param_dtype` (None: float32, float64 under jax_enable_x64) and `dtype`
+(the compute dtype, None: the inputs'), passed to its encoder and linear layers.
+
 An empty sequence (L = 0) pools to zeros. With a bidirectional encoder, "last" takes the
 output at L-1, whose backward half has seen only that one step: prefer mean, max or attention.
 """
@@ -25,6 +28,7 @@ from flax import nnx
 from gatedrnn.losses import sequence_mask
 from gatedrnn.nn.attention import masked_softmax
 from gatedrnn.nn.encoder import SequenceEncoder
+from gatedrnn.nn.params import cast, resolve_param_dtype
 from gatedrnn.validation import check_choice, check_positive
 
 
@@ -67,11 +71,14 @@ POOLING_CHOICES = (*POOLINGS, "attention")
 class AttentionPool(nnx.Module):
     """Attention pooling: a_t = softmax over valid t of v^T tanh(W x_t + b); pooled = sum_t a_t x_t."""
 
-    def __init__(self, size: int, attention_size: int | None = None, *, rngs: nnx.Rngs):
+    def __init__(self, size: int, attention_size: int | None = None, *, rngs: nnx.Rngs, dtype: Any = None,
+                 param_dtype: Any = None):
         check_positive("AttentionPool.size", size)
         a = attention_size or size
-        self.proj = nnx.Linear(size, a, rngs=rngs)
-        self.v = nnx.Linear(a, 1, use_bias=False, rngs=rngs)
+        kw = dict(dtype=dtype, param_dtype=resolve_param_dtype(param_dtype), rngs=rngs)
+        self.proj = nnx.Linear(size, a, **kw)
+        self.v = nnx.Linear(a, 1, use_bias=False, **kw)
+        self.dtype = dtype
 
     def weights(self, x: jax.Array, seq_lengths: jax.Array | None = None) -> jax.Array:
         """x [b, t, h] -> attention weights [b, t] (exactly 0 on padding)."""
@@ -80,16 +87,18 @@ class AttentionPool(nnx.Module):
         return masked_softmax(scores, sequence_mask(lengths, *x.shape[:2]))
 
     def __call__(self, x, seq_lengths=None):
+        x = cast(x, self.dtype)
         return jnp.einsum("bt,bth->bh", self.weights(x, seq_lengths), x)
 
 
 class Pool(nnx.Module):
     """Pooling by name ("last", "mean", "max", "attention"): [b, t, h] + lengths -> [b, h]."""
 
-    def __init__(self, kind: str, size: int, *, rngs: nnx.Rngs):
+    def __init__(self, kind: str, size: int, *, rngs: nnx.Rngs, dtype: Any = None, param_dtype: Any = None):
         check_choice("model.pooling", kind, POOLING_CHOICES)
         self.kind = kind
-        self.attention = AttentionPool(size, rngs=rngs) if kind == "attention" else None
+        self.attention = (AttentionPool(size, rngs=rngs, dtype=dtype, param_dtype=param_dtype)
+                          if kind == "attention" else None)
 
     def __call__(self, x, seq_lengths=None):
         if self.attention is not None:
@@ -109,11 +118,12 @@ class SequenceClassifier(nnx.Module):
     """
 
     def __init__(self, cell: str, hidden_size: int, num_classes: int, *, rngs: nnx.Rngs, pooling: str = "last",
-                 **encoder_options: Any):
+                 dtype: Any = None, param_dtype: Any = None, **encoder_options: Any):
         check_positive("SequenceClassifier.num_classes", num_classes)
-        self.encoder = SequenceEncoder(cell, hidden_size, rngs=rngs, **encoder_options)
-        self.pool = Pool(pooling, self.encoder.output_size, rngs=rngs)
-        self.head = nnx.Linear(self.encoder.output_size, num_classes, rngs=rngs)
+        kw = dict(rngs=rngs, dtype=dtype, param_dtype=resolve_param_dtype(param_dtype))
+        self.encoder = SequenceEncoder(cell, hidden_size, **kw, **encoder_options)
+        self.pool = Pool(pooling, self.encoder.output_size, **kw)
+        self.head = nnx.Linear(self.encoder.output_size, num_classes, **kw)
 
     def features(self, x, seq_lengths=None) -> jax.Array:
         """The pooled representation [b, h]."""
@@ -128,8 +138,9 @@ class SequenceRegressor(SequenceClassifier):
     """Many-to-one regressor: encoder -> pooling -> linear head; x -> predictions [b, num_outputs]."""
 
     def __init__(self, cell: str, hidden_size: int, num_outputs: int = 1, *, rngs: nnx.Rngs, pooling: str = "last",
-                 **encoder_options: Any):
-        super().__init__(cell, hidden_size, num_outputs, rngs=rngs, pooling=pooling, **encoder_options)
+                 dtype: Any = None, param_dtype: Any = None, **encoder_options: Any):
+        super().__init__(cell, hidden_size, num_outputs, rngs=rngs, pooling=pooling, dtype=dtype,
+                         param_dtype=param_dtype, **encoder_options)
 
 
 class Tagger(nnx.Module):
@@ -140,10 +151,11 @@ class Tagger(nnx.Module):
     """
 
     def __init__(self, cell: str, hidden_size: int, num_tags: int, *, rngs: nnx.Rngs, bidirectional: bool = True,
-                 **encoder_options: Any):
+                 dtype: Any = None, param_dtype: Any = None, **encoder_options: Any):
         check_positive("Tagger.num_tags", num_tags)
-        self.encoder = SequenceEncoder(cell, hidden_size, rngs=rngs, bidirectional=bidirectional, **encoder_options)
-        self.head = nnx.Linear(self.encoder.output_size, num_tags, rngs=rngs)
+        kw = dict(rngs=rngs, dtype=dtype, param_dtype=resolve_param_dtype(param_dtype))
+        self.encoder = SequenceEncoder(cell, hidden_size, bidirectional=bidirectional, **kw, **encoder_options)
+        self.head = nnx.Linear(self.encoder.output_size, num_tags, **kw)
 
     def __call__(self, x, seq_lengths=None) -> jax.Array:
         outputs, _ = self.encoder(x, seq_lengths)

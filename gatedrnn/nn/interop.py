@@ -3,19 +3,40 @@
     layer = from_torch(torch.nn.LSTM(8, 32, num_layers=2, bidirectional=True, proj_size=16))
     outputs, carry = layer(x, seq_lengths=lengths)   # x [batch, time, 8], always batch-first
 
+    attn = from_torch(torch.nn.MultiheadAttention(16, 4, batch_first=True))
+    context, weights = attn(q, k, v, mask)           # weights [batch, heads, q, s]
+
 `outputs` equal torch's on the packed batch (padded positions zero). `carry` is a list over
 layers; a bidirectional layer's carry is (forward, backward); an LSTM carry is
 `LSTMCarry(c, h)`, so torch's h_n[layer * num_directions + direction] is the `h` there.
-Weight mapping: torch's gate order is ours; `w = weight_ih.T` reshaped to [d, gates, h],
-`r = weight_hh.T` to [h, gates, h]; for RNN and LSTM the two biases are summed (exact up to
-one float32 rounding); GRU keeps both (`b_x`, `b_h`), as its reset gate needs b_hn apart.
+
+Weight mapping of the recurrent layers: torch's gate order is ours; `w = weight_ih.T`
+reshaped to [d, gates, h], `r = weight_hh.T` to [h, gates, h].
+  Biases, RNN and LSTM: ours has one, b = bias_ih + bias_hh (exact up to one float32
+    rounding). `to_torch` writes that sum into `bias_ih` and zeros into `bias_hh`: torch's
+    outputs are the same, but its two bias tensors are not the ones a `from_torch` started
+    from (only their sum is kept; no model can tell them apart).
+  Biases, GRU (reset_after=True, torch's): both are kept, `b_x = bias_ih`, `b_h = bias_hh`
+    (each [3, h], gates r, z, n), both ways, exactly: the candidate
+    n = tanh(W_n x + b_xn + r * (R_n h + b_hn)) multiplies b_hn by the reset gate, so b_hn
+    cannot be folded into b_xn.
+
+Weight mapping of torch.nn.MultiheadAttention (E = embed_dim, n heads of k = E / n):
+  q_proj.kernel [E, n, k] = q_proj_weight.T (in_proj_weight[:E].T) reshaped, bias [n, k] =
+  in_proj_bias[:E]; k_proj, v_proj likewise from the next two thirds (or k_proj_weight /
+  v_proj_weight when kdim / vdim differ from E); out_proj.kernel [n, k, E] = out_proj.weight.T,
+  bias = out_proj.bias (zeros when torch's bias=False). torch's key_padding_mask (True = pad)
+  is `~mask` here.
 """
 
 from __future__ import annotations
 
+import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 from gatedrnn.cells import GRU, LSTM, ElmanRNN
+from gatedrnn.nn.attention import MultiHeadAttention
 from gatedrnn.nn.layers import RNN, Bidirectional, Stack
 from gatedrnn.nn.params import param_values
 
@@ -62,16 +83,48 @@ def _params_from(module, layer: int, suffix: str, cell) -> dict:
     return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in params.items()}
 
 
-def from_torch(module) -> Stack:
-    """A gatedrnn `Stack` with the weights of a `torch.nn.RNN`, `LSTM` or `GRU`.
+def _attention_from(module) -> MultiHeadAttention:
+    """A `MultiHeadAttention` with a torch.nn.MultiheadAttention's weights (see the module docstring)."""
+    if module.bias_k is not None or module.add_zero_attn:
+        raise ValueError("from_torch: MultiheadAttention with add_bias_kv=True or add_zero_attn=True has no "
+                         "gatedrnn equivalent; valid: add_bias_kv=False, add_zero_attn=False")
+    e, n = module.embed_dim, module.num_heads
+    k = e // n
+    bias = module.in_proj_bias is not None
+    attn = MultiHeadAttention(e, module.kdim, n, k, value_size=module.vdim, out_size=e, bias=bias,
+                              rngs=nnx.Rngs(0))
+    if module.in_proj_weight is not None:
+        weights = np.split(_np(module.in_proj_weight), 3, axis=0)
+    else:
+        weights = [_np(getattr(module, f"{name}_proj_weight")) for name in "qkv"]
+    biases = np.split(_np(module.in_proj_bias), 3) if bias else [None] * 3
+    for proj, w, b in zip((attn.q_proj, attn.k_proj, attn.v_proj), weights, biases):
+        proj.kernel[...] = jnp.asarray(w.T.reshape(-1, n, k))
+        if b is not None:
+            proj.bias[...] = jnp.asarray(b.reshape(n, k))
+    attn.out_proj.kernel[...] = jnp.asarray(_np(module.out_proj.weight).T.reshape(n, k, e))
+    out_bias = module.out_proj.bias
+    attn.out_proj.bias[...] = jnp.zeros((e,), jnp.float32) if out_bias is None else jnp.asarray(_np(out_bias))
+    return attn
 
-    Any num_layers, bidirectional, proj_size, bias and batch_first; the returned layer
+
+def from_torch(module) -> Stack | MultiHeadAttention:
+    """A gatedrnn `Stack` with the weights of a `torch.nn.RNN`, `LSTM` or `GRU`, or a
+    `MultiHeadAttention` with those of a `torch.nn.MultiheadAttention`.
+
+    RNNs: any num_layers, bidirectional, proj_size, bias and batch_first; the returned layer
     always takes batch-first input [batch, time, features]. Inter-layer dropout carries over
     (active only in `train()` mode, as in torch).
+
+    MultiheadAttention: any embed_dim, num_heads, bias, kdim, vdim and batch_first (ours is
+    always batch-first; its weights are torch's with `average_attn_weights=False`, [b, n, q, s]).
+    Its attention dropout does not carry over: the result equals torch's module in eval() mode.
     """
     torch = _torch()
+    if isinstance(module, torch.nn.MultiheadAttention):
+        return _attention_from(module)
     if not isinstance(module, (torch.nn.RNN, torch.nn.LSTM, torch.nn.GRU)):
-        raise TypeError(f"from_torch takes torch.nn.RNN, LSTM or GRU, got {type(module).__name__}")
+        raise TypeError(f"from_torch takes torch.nn.RNN, LSTM, GRU or MultiheadAttention, got {type(module).__name__}")
     layers, size = [], module.input_size
     for k in range(module.num_layers):
         cell = _cell_for(module, size)
@@ -82,8 +135,6 @@ def from_torch(module) -> Stack:
         else:
             layers.append(fwd)
         size = layers[-1].output_size
-    from flax import nnx
-
     return Stack(layers, dropout=float(module.dropout), rngs=nnx.Rngs(dropout=0) if module.dropout else None)
 
 
@@ -107,7 +158,9 @@ def to_torch(layer):
 
     Takes a `Stack` (as `from_torch` and `build_rnn` return), an `RNN` or a `Bidirectional`,
     whose layers share one torch-expressible cell type and hidden size, with concat merge and
-    no residual connections.
+    no residual connections. Biases: an RNN's or LSTM's one bias `b` goes to `bias_ih` and
+    `bias_hh` is zero (torch adds the two, so its outputs equal ours exactly); a GRU's `b_x`
+    and `b_h` go to `bias_ih` and `bias_hh` as they are (the reset gate multiplies b_hn).
     """
     torch = _torch()
     layers = list(layer.layers) if isinstance(layer, Stack) else [layer]

@@ -17,7 +17,7 @@ from flax import nnx
 from gatedrnn.cells import Cell, make_cell
 from gatedrnn.cells.base import Params
 from gatedrnn.losses import sequence_mask
-from gatedrnn.nn.params import param_values
+from gatedrnn.nn.params import param_values, resolve_param_dtype
 from gatedrnn.scan import SCAN_FIELDS, ScanOptions, scan_cell, with_overrides
 from gatedrnn.validation import ConfigError, check_choice, check_positive
 
@@ -28,9 +28,10 @@ class RNN(nnx.Module):
     `params` overrides the cell's own init (used by `gatedrnn.nn.interop`); otherwise
     `rngs.params()` seeds `cell.init`. `scan` (a `ScanOptions`: mode, vjp, remat, unroll,
     projection_chunk, compute dtype) says how `gatedrnn.scan.scan_cell` runs the cell; keywords
-    named like its fields (`unroll=2`, `dtype=jnp.bfloat16`, ...) override them. Parameters
-    stay in `param_dtype` whatever the compute dtype. `reverse` and `scan` are plain attributes,
-    so they can be changed after construction.
+    named like its fields (`unroll=2`, `dtype=jnp.bfloat16`, ...) override them; `dtype` is
+    the compute dtype (None: the input's). Parameters stay in `param_dtype` (None: float32,
+    float64 under jax_enable_x64) whatever the compute dtype. `reverse` and `scan` are plain
+    attributes, so they can be changed after construction.
     """
 
     def __init__(
@@ -41,13 +42,13 @@ class RNN(nnx.Module):
         params: Params | None = None,
         reverse: bool = False,
         scan: ScanOptions | None = None,
-        param_dtype: Any = jnp.float32,
+        param_dtype: Any = None,
         **scan_fields: Any,
     ):
         if params is None:
             if rngs is None:
                 raise ValueError("RNN needs rngs (to initialise parameters) or params")
-            params = cell.init(rngs.params(), param_dtype)
+            params = cell.init(rngs.params(), resolve_param_dtype(param_dtype))
         self.cell = cell
         self.reverse = reverse
         self.scan = with_overrides(scan, **scan_fields)
@@ -192,13 +193,15 @@ def build_rnn(
     scan: ScanOptions | None = None,
     block: str | None = None,
     block_options: dict[str, Any] | None = None,
+    param_dtype: Any = None,
     **cell_options,
 ) -> Stack:
     """A `Stack` of `num_layers` layers of a registered cell, optionally bidirectional.
 
     `scan` (a `ScanOptions`) is how every layer runs; keyword options named like its fields
     (`unroll=`, `remat=`, `dtype=`, `vjp=`, `projection_chunk=`, `mode=`, `parallel_chunk=`, `parallel_scan=`)
-    override them, and the other keyword options go to the cell.
+    override them, and the other keyword options go to the cell. `param_dtype` (None: float32,
+    float64 under jax_enable_x64) is every layer's parameter dtype; `dtype=` the compute dtype.
 
     `block` (None: plain `RNN` layers) makes every layer a block of `gatedrnn.nn.blocks` around
     the cell, the cell then of width hidden_size -> hidden_size: "hawk" (Griffin/Hawk's
@@ -226,7 +229,7 @@ def build_rnn(
                               "residual connection; use model.residual=False")
     layers = []
     size = input_size
-    kw = dict(rngs=rngs, scan=scan)
+    kw = dict(rngs=rngs, scan=scan, param_dtype=param_dtype)
     for _ in range(num_layers):
         if block is None:
             cell_def = make_cell(cell, size, hidden_size, **cell_options)

@@ -9,7 +9,8 @@ Sampling (`sample_logits`) applies, in this order: temperature (logits / T), top
 largest logits), top-p / nucleus (keep the smallest set of most likely tokens whose total
 probability reaches p; the most likely token is always kept), then draws from the
 renormalized distribution. Generation runs in one `lax.scan` (no Python loop per token);
-jit it with the module-level `sample_lm` / `sample_one_to_many`.
+jit it with the module-level `sample_lm` / `sample_one_to_many`. Both modules take
+`param_dtype` (None: float32, float64 under jax_enable_x64) and `dtype` (compute; None: the inputs').
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from flax import nnx
 
 from gatedrnn.nn.encoder import SequenceEncoder, bridge_carry, carry_bridge
 from gatedrnn.nn.heads import last_pool
+from gatedrnn.nn.params import resolve_param_dtype
 from gatedrnn.validation import check_positive
 
 
@@ -98,10 +100,11 @@ class LanguageModel(nnx.Module):
     """
 
     def __init__(self, cell: str, hidden_size: int, vocab_size: int, *, rngs: nnx.Rngs, embed_size: int | None = None,
-                 num_layers: int = 1, **encoder_options: Any):
-        self.encoder = SequenceEncoder(cell, hidden_size, rngs=rngs, vocab_size=vocab_size, embed_size=embed_size,
-                                       num_layers=num_layers, bidirectional=False, **encoder_options)
-        self.head = nnx.Linear(self.encoder.output_size, vocab_size, rngs=rngs)
+                 num_layers: int = 1, dtype: Any = None, param_dtype: Any = None, **encoder_options: Any):
+        kw = dict(rngs=rngs, dtype=dtype, param_dtype=resolve_param_dtype(param_dtype))
+        self.encoder = SequenceEncoder(cell, hidden_size, vocab_size=vocab_size, embed_size=embed_size,
+                                       num_layers=num_layers, bidirectional=False, **kw, **encoder_options)
+        self.head = nnx.Linear(self.encoder.output_size, vocab_size, **kw)
         self.vocab_size = vocab_size
 
     def initial_carry(self, batch_size: int):
@@ -139,12 +142,13 @@ class OneToMany(nnx.Module):
     """
 
     def __init__(self, cell: str, hidden_size: int, vocab_size: int, condition_size: int, *, rngs: nnx.Rngs,
-                 bos_id: int = 1, **lm_options: Any):
+                 bos_id: int = 1, dtype: Any = None, param_dtype: Any = None, **lm_options: Any):
         check_positive("OneToMany.condition_size", condition_size)
         if not 0 <= bos_id < vocab_size:
             raise ValueError(f"OneToMany.bos_id={bos_id} must lie in [0, vocab_size={vocab_size})")
-        self.decoder = LanguageModel(cell, hidden_size, vocab_size, rngs=rngs, **lm_options)
-        self.bridge = carry_bridge(self.decoder.initial_carry(1), condition_size, rngs=rngs)
+        kw = dict(rngs=rngs, dtype=dtype, param_dtype=resolve_param_dtype(param_dtype))
+        self.decoder = LanguageModel(cell, hidden_size, vocab_size, **kw, **lm_options)
+        self.bridge = carry_bridge(self.decoder.initial_carry(1), condition_size, **kw)
         self.bos_id, self.condition_size = bos_id, condition_size
 
     def initial_carry_from(self, v: jax.Array):

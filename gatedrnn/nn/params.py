@@ -5,8 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import optax
 from flax import nnx
+
+
+def resolve_param_dtype(param_dtype: Any = None) -> jnp.dtype:
+    """The dtype a module stores its parameters in: `param_dtype`, or for None the default float
+    dtype of `jnp.zeros`: float32, float64 under `jax_enable_x64` (every module of `gatedrnn.nn`
+    takes `param_dtype=None` and resolves it here, when it is built)."""
+    return jnp.dtype(jnp.result_type(float)) if param_dtype is None else jnp.dtype(param_dtype)
+
+
+def cast(x: jax.Array, dtype: Any) -> jax.Array:
+    """x in the compute dtype `dtype` (None: x as it is)."""
+    return x if dtype is None else x.astype(dtype)
 
 
 def param_values(module_params: Any) -> Any:

@@ -5,6 +5,8 @@ Glossary: b batch, s source steps, t target steps, v target vocabulary, h hidden
 k beam size, n attention heads.
 
   encoder:   e_1..e_s = Encoder(x_1..x_s)                       (optionally bidirectional)
+             (attention="dot" with e of another size than h, e.g. the default bidirectional
+             encoder's 2h: e_s <- W_m e_s, a learned map to h, no bias; keys = values = W_m e)
   bridge:    carry_0 = tanh(W_b mean_{valid s}(e_s) + b_b)       (one Linear per carry leaf)
   decoder:   h_t = Cell(carry_{t-1}, [E y_{t-1}; a~_{t-1}])      (a~ only with input feeding)
              c_t, alpha_t = Attention(query=h_t, keys=values=e, mask)
@@ -23,6 +25,9 @@ tokens [b, t_max] (pad after the end), lengths [b] (eos included), scores [b] (s
 p) and the attention weights [b, t_max, s] ([b, t_max, n, s] for multi-head) of the
 returned hypothesis, 0 after its end. jit them with the module-level `decode_greedy` /
 `decode_beam`.
+
+dtypes: `param_dtype` (None: float32, float64 under jax_enable_x64) for every parameter;
+`dtype` the compute dtype of every layer (None: the inputs'/params'; e.g. jnp.bfloat16).
 """
 
 from __future__ import annotations
@@ -40,8 +45,8 @@ from gatedrnn.nn.attention import Memory, make_attention
 from gatedrnn.nn.encoder import SequenceEncoder, bridge_carry, carry_bridge
 from gatedrnn.nn.heads import mean_pool
 from gatedrnn.nn.layers import RNN
-from gatedrnn.nn.params import param_values
-from gatedrnn.scan import ScanOptions
+from gatedrnn.nn.params import cast, param_values, resolve_param_dtype
+from gatedrnn.scan import ScanOptions, with_overrides
 from gatedrnn.validation import check_choice, check_positive
 
 STYLES = ("luong", "bahdanau")
@@ -68,6 +73,12 @@ def length_penalty(lengths: jax.Array, alpha: float) -> jax.Array:
 class Seq2Seq(nnx.Module):
     """Attention encoder-decoder; see the module docstring for the equations.
 
+    `attention` is a name in `gatedrnn.nn.attention.ATTENTIONS`, built by `make_attention`
+    with attention_size=hidden_size and `num_heads` (multihead; it must divide hidden_size)
+    and `attention_bias` (multihead's q/k/v biases, torch's in_proj_bias; False: the param
+    tree of models built before the option). "dot" works with any encoder: encoder outputs of
+    another size than the decoder's are first mapped to it (`memory_proj`, see above).
+
     Example:
       model = Seq2Seq("gru", 32, target_vocab=12, source_vocab=12, attention="additive",
                       rngs=nnx.Rngs(0))
@@ -79,8 +90,9 @@ class Seq2Seq(nnx.Module):
     def __init__(self, cell: str, hidden_size: int, target_vocab: int, *, rngs: nnx.Rngs,
                  source_vocab: int | None = None, source_size: int | None = None, embed_size: int | None = None,
                  encoder_layers: int = 1, bidirectional: bool = True, attention: str = "general",
-                 input_feeding: bool = True, style: str = "luong", num_heads: int = 2, pad_id: int = 0, bos_id: int = 1, eos_id: int = 2,
-                 scan: ScanOptions | None = None, **cell_options: Any):
+                 input_feeding: bool = True, style: str = "luong", num_heads: int = 2, attention_bias: bool = True,
+                 pad_id: int = 0, bos_id: int = 1, eos_id: int = 2, scan: ScanOptions | None = None,
+                 dtype: Any = None, param_dtype: Any = None, **cell_options: Any):
         check_positive("Seq2Seq.target_vocab", target_vocab)
         ids = {"pad_id": pad_id, "bos_id": bos_id, "eos_id": eos_id}
         for name, value in ids.items():
@@ -92,18 +104,29 @@ class Seq2Seq(nnx.Module):
         if style == "bahdanau" and not input_feeding:
             raise ValueError("Seq2Seq style='bahdanau' always feeds the context to the cell; input_feeding=False is luong only")
         embed_size = embed_size or hidden_size
-        self.encoder = SequenceEncoder(cell, hidden_size, rngs=rngs, input_size=source_size, vocab_size=source_vocab,
+        param_dtype = resolve_param_dtype(param_dtype)
+        scan = with_overrides(scan) if dtype is None else with_overrides(scan, dtype=dtype)
+        dtype = scan.dtype  # one compute dtype for every layer
+        kw = dict(rngs=rngs, dtype=dtype, param_dtype=param_dtype)
+        self.encoder = SequenceEncoder(cell, hidden_size, input_size=source_size, vocab_size=source_vocab,
                                        embed_size=embed_size, num_layers=encoder_layers, bidirectional=bidirectional,
-                                       scan=scan, **cell_options)
+                                       scan=scan, **kw, **cell_options)
         enc = self.encoder.output_size
-        self.embed = nnx.Embed(target_vocab, embed_size, rngs=rngs)
-        dec_in = embed_size + (enc if style == "bahdanau" else hidden_size if input_feeding else 0)
-        self.decoder = RNN(make_cell(cell, dec_in, hidden_size, **cell_options), rngs=rngs, scan=scan)
+        self.embed = nnx.Embed(target_vocab, embed_size, **kw)
+        q = hidden_size  # the decoder's output size
+        # "dot" scores q^T e_s: encoder outputs of another size (bidirectional: 2h) are mapped to h first
+        self.memory_proj = nnx.Linear(enc, q, use_bias=False, **kw) if attention == "dot" and enc != q else None
+        mem = q if self.memory_proj is not None else enc  # features of the attention's keys and values
+        dec_in = embed_size + (mem if style == "bahdanau" else hidden_size if input_feeding else 0)
+        self.decoder = RNN(make_cell(cell, dec_in, hidden_size, **cell_options), rngs=rngs, scan=scan,
+                           param_dtype=param_dtype)
         q = self.decoder.output_size
-        self.bridge = carry_bridge(self.decoder.initial_carry(1), enc, rngs=rngs)
-        self.attention = make_attention(attention, q, enc, rngs=rngs, attention_size=hidden_size, num_heads=num_heads)
-        self.combine = nnx.Linear(enc + q, hidden_size, use_bias=False, rngs=rngs)
-        self.out = nnx.Linear(hidden_size, target_vocab, rngs=rngs)
+        self.bridge = carry_bridge(self.decoder.initial_carry(1), enc, **kw)
+        self.attention = make_attention(attention, q, mem, attention_size=hidden_size, num_heads=num_heads,
+                                        bias=attention_bias, **kw)
+        self.combine = nnx.Linear(mem + q, hidden_size, use_bias=False, **kw)
+        self.out = nnx.Linear(hidden_size, target_vocab, **kw)
+        self.dtype = dtype
         self.hidden_size, self.target_vocab, self.input_feeding = hidden_size, target_vocab, input_feeding
         self.style = style
         self.pad_id, self.bos_id, self.eos_id = pad_id, bos_id, eos_id
@@ -113,7 +136,8 @@ class Seq2Seq(nnx.Module):
     def encode(self, src: jax.Array, src_lengths: jax.Array | None = None) -> tuple[Memory, DecoderState]:
         """src [b, s] tokens or [b, s, d] -> (memory over e [b, s, enc], the decoder's first state)."""
         outputs, _ = self.encoder(src, src_lengths)
-        memory = self.attention.prepare(outputs, outputs, sequence_mask(src_lengths, *outputs.shape[:2]))
+        keys = outputs if self.memory_proj is None else self.memory_proj(outputs)
+        memory = self.attention.prepare(keys, keys, sequence_mask(src_lengths, *outputs.shape[:2]))
         summary = mean_pool(outputs, src_lengths)
         carry = bridge_carry(self.bridge, self.decoder.initial_carry(1), summary)
         if self.style == "bahdanau":  # the first query: the output part of the carry (an LSTM's h: its last leaf)
@@ -131,6 +155,9 @@ class Seq2Seq(nnx.Module):
         x = self.embed(token)
         cell = self.decoder.cell
         params = param_values(self.decoder.params)
+        if self.dtype is not None:  # as `scan_cell` does: params in the compute dtype
+            params = jax.tree.map(lambda a: cast(a, self.dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a,
+                                  params)
         if self.style == "bahdanau":
             context, weights = self.attention.attend(memory, state.feed)
             x = jnp.concatenate([x, context.astype(x.dtype)], axis=-1)

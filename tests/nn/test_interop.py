@@ -127,7 +127,7 @@ def test_torch_dropout_carries_over_and_is_off_in_eval():
 @pytest.mark.parametrize(
     "build, message",
     [
-        (lambda: from_torch(torch.nn.Linear(2, 3)), "from_torch takes torch.nn.RNN, LSTM or GRU, got Linear"),
+        (lambda: from_torch(torch.nn.Linear(2, 3)), "from_torch takes torch.nn.RNN, LSTM, GRU or MultiheadAttention, got Linear"),
         (lambda: to_torch(build_rnn("lstm", D, H, rngs=nnx.Rngs(0), peephole=True)), "has no torch equivalent"),
         (lambda: to_torch(build_rnn("gru", D, H, rngs=nnx.Rngs(0), reset_after=False)), "has no torch equivalent"),
         (lambda: to_torch(build_rnn("mgu", D, H, rngs=nnx.Rngs(0))), "has no torch equivalent"),
