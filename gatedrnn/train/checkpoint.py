@@ -44,7 +44,17 @@ class Checkpointer:
         return sorted(self.manager.all_steps())
 
     def save(self, step: int, state: Any, metrics: dict[str, float] | None = None) -> None:
-        self.manager.save(step, args=ocp.args.StandardSave(state), metrics=metrics, force=True)
+        # orbax keeps `metrics` in memory only; the custom metadata puts them on disk (`saved_metrics`)
+        self.manager.save(step, args=ocp.args.StandardSave(state), metrics=metrics, force=True,
+                          custom_metadata={"metrics": {k: float(v) for k, v in (metrics or {}).items()}})
+
+    def saved_metrics(self, step: int) -> dict[str, float]:
+        """The metrics the checkpoint at `step` was saved with ({} for one saved without, or unreadable)."""
+        try:
+            custom = self.manager.metadata(step).custom_metadata or {}
+        except Exception:  # noqa: BLE001 - damaged or older metadata: no metrics
+            return {}
+        return dict(custom.get("metrics") or {})
 
     def wait(self) -> None:
         self.manager.wait_until_finished()
@@ -52,6 +62,19 @@ class Checkpointer:
     def close(self) -> None:
         self.manager.wait_until_finished()
         self.manager.close()
+
+    def restore(self, step: int, abstract_state: Any) -> Any:
+        """The checkpoint at `step` (one of `all_steps()`), read into `abstract_state`'s shapes;
+        ConfigError when it holds other shapes (another config wrote it). Nothing is moved."""
+        saved = self.manager.item_metadata(step)
+        saved = saved.tree if hasattr(saved, "tree") else saved
+        mismatch = describe_mismatch(saved, abstract_state) if isinstance(saved, dict) else None
+        if mismatch:
+            raise ConfigError(f"the checkpoint at step {step} in {self.directory} was written by a different "
+                              f"config ({mismatch})")
+        state = self.manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
+        _check_structure(abstract_state, state)
+        return state
 
     def restore_newest(self, abstract_state: Any, report: Callable[[str], None]) -> tuple[int | None, Any]:
         """Restores the newest checkpoint that reads back whole; returns (step, state) or (None, None).

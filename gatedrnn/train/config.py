@@ -151,10 +151,7 @@ def validate(config: ml_collections.ConfigDict, *, cells: Iterable[str], tasks: 
     for field in ("optim.weight_decay", "optim.momentum", "optim.grad_clip_norm", "optim.warmup_steps",
                   "optim.end_learning_rate_factor", "checkpoint.keep_best", "debug.step_delay_s"):
         check_non_negative(field, get_field(config, field))
-    if config.optim.warmup_steps >= config.train.num_steps and config.optim.warmup_steps > 0:
-        raise ConfigError(
-            f"optim.warmup_steps={config.optim.warmup_steps} must be smaller than train.num_steps={config.train.num_steps}"
-        )
+    # optim.warmup_steps >= train.num_steps is clamped, with a warning (gatedrnn.train.optim.warmup_steps)
 
 
 def get_field(config: ml_collections.ConfigDict, dotted: str) -> Any:

@@ -8,11 +8,27 @@ import optax
 from gatedrnn.nn.params import with_standard_promotion
 
 
+def warmup_steps(config: ml_collections.ConfigDict) -> int:
+    """`optim.warmup_steps`, clamped to `train.num_steps - 1` so that a short run (a smoke test, a
+    `--config.train.num_steps=20` try) still reaches the learning rate at its last step."""
+    return max(0, min(int(config.optim.warmup_steps), int(config.train.num_steps) - 1))
+
+
+def warmup_warning(config: ml_collections.ConfigDict) -> str | None:
+    """The one-line warning for a clamped warmup (`warmup_steps`), or None when it is used as set."""
+    used = warmup_steps(config)
+    if used == int(config.optim.warmup_steps):
+        return None
+    return (f"warning: optim.warmup_steps={config.optim.warmup_steps} is not shorter than train.num_steps="
+            f"{config.train.num_steps}; warming up over {used} steps instead")
+
+
 def make_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
-    """Linear warmup from 0 over `optim.warmup_steps`, then constant, cosine or linear decay
-    to `learning_rate * optim.end_learning_rate_factor` at `train.num_steps`."""
+    """Linear warmup from 0 over `warmup_steps(config)` steps (`optim.warmup_steps`, at most
+    `train.num_steps - 1`), then constant, cosine or linear decay to
+    `learning_rate * optim.end_learning_rate_factor` at `train.num_steps`."""
     lr = float(config.train.learning_rate)
-    warmup = int(config.optim.warmup_steps)
+    warmup = warmup_steps(config)
     decay_steps = max(1, int(config.train.num_steps) - warmup)
     end = lr * float(config.optim.end_learning_rate_factor)
     name = config.optim.schedule
