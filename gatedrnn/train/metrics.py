@@ -112,6 +112,7 @@ _NOT_CURVES = ("step", "steps_per_s", "cpu_s", "perplexity")  # perplexity = exp
 BASELINE_PREFIXES = ("baseline", "persistence", "seasonal_naive", "arima", "unigram", "majority", "chance")
 _ACRONYMS = {"mse": "MSE", "mae": "MAE", "per": "PER", "wer": "WER", "cer": "CER", "ctc": "CTC", "nll": "NLL",
              "arima": "ARIMA", "ppm": "ppm"}
+_ORDER = ("loss", "mse", "nll_per_step", "bits_per_char", "error_rate", "accuracy")  # panels after the loss's
 _DECADES = 1.5  # a panel whose positive values span more than this many decades gets a log axis
 
 
@@ -247,7 +248,11 @@ def learning_curve_panels(records: Iterable[dict[str, Any]]) -> list[Panel]:
         value = float(np.median(values) if split == "eval" else np.mean(values))
         where = "eval" if split == "eval" else "mean over training batches"
         panel.baselines.append((f"{_pretty(prefix)} ({where}) = {value:.4g}", value))
-    ordered = sorted(panels.values(), key=lambda p: (p.key == "learning_rate", not p.curves))  # stable: loss first
+    loss_panel = panel_of("loss").key if "loss" in names else None
+    panels = {k: p for k, p in panels.items() if p.curves or p.baselines}
+    ordered = sorted(panels.values(), key=lambda p: (
+        p.key != loss_panel, p.key == "learning_rate", not p.curves,
+        _ORDER.index(p.key) if p.key in _ORDER else len(_ORDER), p.key))
     for panel in ordered:
         _choose_scale(panel, factors[panel.key][1])
     return ordered
@@ -297,7 +302,7 @@ def plot_learning_curves(records: Iterable[dict[str, Any]], path: str, title: st
     axes = list(axes.reshape(-1))
     for ax, panel in zip(axes, panels):
         draw_panel(ax, panel)
-    for ax in axes[len(panels):]:
+    for ax in axes[max(len(panels), 1):]:
         ax.remove()
     if not panels:
         axes[0].text(0.5, 0.5, "no metrics recorded", ha="center", va="center", transform=axes[0].transAxes)

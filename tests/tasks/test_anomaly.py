@@ -1,5 +1,6 @@
 """Anomaly detection by forecasting error: the series, the regions, the scores, the threshold and P/R/F1."""
 
+import dataclasses
 import importlib.util
 import os
 
@@ -140,7 +141,10 @@ def test_final_report_writes_metrics_and_the_plot(tmp_path):
         assert np.isfinite(metrics[key]), key
     assert metrics["test_always_anomalous_f1"] == pytest.approx(2 * 352 / (2 * 352 + 2499 - 352))  # test points 5000-7498
     assert metrics["test_oracle_f1"] >= max(metrics["test_f1"], metrics["test_always_anomalous_f1"]) - 1e-12
-    assert os.path.getsize(tmp_path / "anomaly_scores.png") > 10_000
+    assert report.endswith("figure: plots/anomaly_scores.png")
+    assert os.path.getsize(tmp_path / "plots" / "anomaly_scores.png") > 10_000
+    quiet, same = dataclasses.replace(task, plots=False).final_report(model, 0, str(tmp_path / "off"))  # log.plots=False
+    assert same == metrics and "figure" not in quiet and not os.path.exists(tmp_path / "off")
 
 
 def test_bad_config_values_name_the_field_and_what_is_valid():
