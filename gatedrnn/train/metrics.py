@@ -21,6 +21,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from gatedrnn.tasks.figures import new_figure, save_figure
+from gatedrnn.train.provenance import CONFIG_FILE, read_run_json
 
 FINAL_METRICS = "final_metrics.json"
 
@@ -312,12 +313,12 @@ def plot_learning_curves(records: Iterable[dict[str, Any]], path: str, title: st
     return fig
 
 
-_CONFIG_JSON, _CONFIG_FILE = "config.json", "config_file.txt"  # as gatedrnn.train.runs (which imports this module)
+_CONFIG_JSON = "config.json"  # gatedrnn.train.runs.CONFIG_JSON (runs imports this module)
 
 
 def run_title(workdir: str) -> str:
     """"<task> <data.name>: <cell>, <h> units x <layers> layer(s), <n> steps (<config file>)" from the
-    workdir's config.json and config_file.txt (each left out when missing)."""
+    workdir's config.json and the --config of run.json (or config_file.txt), each left out when missing."""
     parts = []
     try:
         with open(os.path.join(workdir, _CONFIG_JSON)) as f:
@@ -330,11 +331,13 @@ def run_title(workdir: str) -> str:
         layers = model.get("num_layers", 1)
         arch = f"{model.get('cell')}, {model.get('hidden_size')} units x {layers} layer{'s' if layers != 1 else ''}"
         parts.append(f"{what}: {arch}, {(config.get('train') or {}).get('num_steps')} steps")
-    try:
-        with open(os.path.join(workdir, _CONFIG_FILE)) as f:
-            config_file = f.read().strip()
-    except OSError:
-        config_file = ""
+    config_file = read_run_json(workdir).get("config_file") or ""
+    if not config_file:
+        try:
+            with open(os.path.join(workdir, CONFIG_FILE)) as f:
+                config_file = f.read().strip()
+        except OSError:
+            pass
     if config_file:
         parts.append(f"({config_file})")
     return " ".join(parts)

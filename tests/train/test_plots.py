@@ -131,6 +131,9 @@ def test_the_title_names_task_cell_and_config_file(tmp_path):
     write_run_files(workdir, "configs/japanese_vowels.py")
     assert run_title(workdir) == ("uea_classification JapaneseVowels: gru, 32 units x 2 layers, 600 steps "
                                   "(configs/japanese_vowels.py)")
+    with open(os.path.join(workdir, "run.json"), "w") as f:  # what train_and_evaluate records at the start
+        json.dump({"config_file": "configs/japanese_vowels.py:smoke"}, f)
+    assert run_title(workdir).endswith("600 steps (configs/japanese_vowels.py:smoke)")
     assert run_title(str(tmp_path / "missing")) == ""
 
 
