@@ -50,6 +50,7 @@ def get_config(arg: str | None = None):
     config.model.style = "luong"  # or "bahdanau"
     config.model.input_feeding = False  # True: a~_{t-1} fed back (teacher forcing becomes step by step)
     config.model.num_heads = 2  # attention="multihead" only
+    config.model.attention_bias = False  # multihead's q/k/v biases (torch's in_proj_bias); False as before the field
 
     config.train.num_steps = 4000
     config.train.batch_size = 64

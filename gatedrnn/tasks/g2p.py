@@ -269,6 +269,8 @@ class G2PTask(Task):
             if m.hidden_size % m.num_heads:
                 raise ConfigError(f"model.num_heads={m.num_heads} must divide model.hidden_size={m.hidden_size} "
                                   "(attention='multihead')")
+        if not isinstance(m.get("attention_bias", False), bool):
+            raise ConfigError(f"model.attention_bias must be True or False, got {m.attention_bias!r}")
         if m.attention == "dot" and m.bidirectional:
             raise ConfigError("model.attention='dot' needs encoder outputs of the decoder's size; use "
                               "model.bidirectional=False or another model.attention")
@@ -338,7 +340,8 @@ class G2PTask(Task):
         return Seq2Seq(m.cell, m.hidden_size, self.vocab_size, rngs=rngs, source_vocab=len(LETTERS) + 1,
                        embed_size=m.embed_size or None, encoder_layers=m.num_layers, bidirectional=m.bidirectional,
                        attention=m.attention, input_feeding=m.input_feeding, style=m.style,
-                       num_heads=m.num_heads, pad_id=PAD, bos_id=BOS, eos_id=EOS,
+                       num_heads=m.num_heads, attention_bias=m.get("attention_bias", False),
+                       pad_id=PAD, bos_id=BOS, eos_id=EOS,
                        scan=ScanOptions.from_config(m.scan), **options)
 
     def apply(self, model: Seq2Seq, batch: Mapping[str, jax.Array], train: bool) -> dict[str, jax.Array]:

@@ -181,7 +181,7 @@ def to_json(config: ml_collections.ConfigDict) -> str:
 # Fields added to the config since runs were first saved, and their values that reproduce what a
 # run saved without them did (so those runs still resume).
 ADDED_FIELDS = {"model.block": (None, "auto"), "model.scan.parallel_chunk": (None,),
-                "model.scan.parallel_scan": ("auto",)}
+                "model.scan.parallel_scan": ("auto",), "model.attention_bias": (False,)}
 
 
 def check_resume_compatible(config: ml_collections.ConfigDict, saved_path: str) -> None:

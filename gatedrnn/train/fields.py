@@ -37,6 +37,8 @@ SHARED: dict[str, str] = {
                    "previous state, context fed to the cell)",
     "model.input_feeding": "Luong's input feeding: the previous attentional vector is part of the decoder's input",
     "model.num_heads": "heads of `multihead` attention",
+    "model.attention_bias": "biases on `multihead` attention's query/key/value projections (torch's "
+                            "`in_proj_bias`); `False` keeps the parameters of runs saved before the field existed",
     "model.scan.mode": "`auto` (parallel scan for cells linear in the state, `lax.scan` otherwise), `sequential`, "
                        "`parallel`",
     "model.scan.vjp": "the sequential engine's backward: `fused` (one matmul per weight over all steps), `replay`, "

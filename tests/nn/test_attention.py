@@ -147,3 +147,60 @@ def test_bad_inputs_raise_clear_errors():
         attn(jnp.ones((2, 8)), jnp.ones((2, 3, 8)), mask=jnp.ones((2, 3)))
     with pytest.raises(ValueError, match="query must be"):
         attn(jnp.ones((8,)), jnp.ones((2, 3, 8)))
+
+
+# --- defaults that build, dtypes ------------------------------------------------------------------
+
+@pytest.mark.parametrize("size, heads", [(8, 4), (6, 2), (10, 2), (7, 1)])
+def test_multihead_defaults_build_for_any_size(size, heads):
+    """num_heads=None takes the largest of 4, 2, 1 dividing attention_size (= query_size by default)."""
+    attn = make_attention("multihead", size, 5, rngs=nnx.Rngs(0))
+    assert (attn.num_heads, attn.head_size) == (heads, size // heads)
+    context, weights = attn(jnp.ones((2, 3, size)), jnp.ones((2, 4, 5)))
+    assert context.shape == (2, 3, 5) and weights.shape == (2, heads, 3, 4)  # [b, heads, q, s]
+    np.testing.assert_allclose(np.asarray(weights).sum(-1), 1.0, rtol=1e-6)
+
+
+def test_multihead_heads_that_do_not_divide_name_the_valid_values():
+    with pytest.raises(ValueError, match=r"^attention_size=10 must be divisible by num_heads=4: use num_heads in "
+                                         r"\[1, 2, 5, 10\], or an attention_size that is a multiple of 4$"):
+        make_attention("multihead", 10, 12, num_heads=4, rngs=nnx.Rngs(0))
+
+
+def test_multihead_bias_false_keeps_the_old_param_tree():
+    names = lambda attn: {k: sorted(v) for k, v in nnx.to_pure_dict(nnx.state(attn, nnx.Param)).items()}  # noqa: E731
+    old = {"q_proj": ["kernel"], "k_proj": ["kernel"], "v_proj": ["kernel"], "out_proj": ["bias", "kernel"]}
+    assert names(MultiHeadAttention(4, 6, 2, 3, bias=False, rngs=nnx.Rngs(0))) == old
+    with_bias = names(MultiHeadAttention(4, 6, 2, 3, rngs=nnx.Rngs(0)))
+    assert with_bias == {k: ["bias", "kernel"] for k in old}
+
+
+def _dtypes(module):
+    return {leaf.dtype for leaf in jax.tree.leaves(nnx.state(module, nnx.Param))}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_bfloat16_compute_dtype_gives_bfloat16_outputs(kind):
+    rng = np.random.default_rng(0)
+    q, k = jnp.asarray(rng.normal(size=(2, 3, 8)), jnp.float32), jnp.asarray(rng.normal(size=(2, 5, 8)), jnp.float32)
+    mask = sequence_mask(jnp.array([5, 2]), 2, 5)
+    want = make_attention(kind, 8, 8, rngs=nnx.Rngs(0), attention_size=8, num_heads=2)
+    attn = make_attention(kind, 8, 8, rngs=nnx.Rngs(0), attention_size=8, num_heads=2, dtype=jnp.bfloat16)
+    assert _dtypes(attn) <= {jnp.dtype(jnp.float32)}  # params stay in param_dtype
+    context, weights = attn(q, k, mask=mask)
+    assert context.dtype == jnp.bfloat16 and weights.dtype == jnp.bfloat16
+    c32, w32 = want(q, k, mask=mask)
+    np.testing.assert_allclose(np.asarray(context, np.float32), c32, rtol=0.05, atol=0.05)
+    np.testing.assert_allclose(np.asarray(weights, np.float32), w32, atol=0.02)
+
+
+@pytest.mark.parametrize("kind", ["additive", "general", "concat", "multihead"])
+def test_param_dtype_float64_under_x64(kind):
+    assert _dtypes(_make(kind)) == {jnp.dtype(jnp.float32)}  # without x64: float32
+    with jax.enable_x64():
+        explicit = make_attention(kind, 8, 8, rngs=nnx.Rngs(0), attention_size=8, num_heads=2,
+                                  param_dtype=jnp.float64)
+        default = _make(kind)  # None follows jnp.zeros' default: float64 under x64
+        assert _dtypes(explicit) == _dtypes(default) == {jnp.dtype(jnp.float64)}
+        context, weights = explicit(jnp.ones((2, 8), jnp.float64), jnp.ones((2, 3, 8), jnp.float64))
+        assert context.dtype == weights.dtype == jnp.float64

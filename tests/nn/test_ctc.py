@@ -110,3 +110,60 @@ def test_bad_arguments():
         CTCModel("gru", 4, 3, input_size=2, blank_id=5, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="logits"):
         ctc_greedy_decode(jnp.zeros((2, 3)))
+
+
+# --- infeasible alignments: inf as torch, zero_infinity -------------------------------------------
+
+def test_min_frames_counts_a_blank_between_repeats():
+    from gatedrnn.nn.ctc import ctc_min_frames
+
+    labels = jnp.array([[1, 1, 2, 0], [1, 1, 1, 1], [2, 3, 3, 3], [0, 0, 0, 0]])
+    np.testing.assert_array_equal(ctc_min_frames(labels, jnp.array([3, 4, 2, 0])), [4, 7, 2, 0])
+
+
+def _torch_ctc_case():
+    """A batch with feasible rows, rows one frame short (repeats need blanks), and padding."""
+    rng = np.random.default_rng(3)
+    logits = rng.normal(size=(6, 7, 5)).astype(np.float32)
+    labels = np.array([[1, 2, 3, 4], [1, 1, 2, 0], [1, 1, 2, 0], [2, 2, 2, 2], [3, 0, 0, 0], [4, 3, 0, 0]], np.int32)
+    label_lengths = np.array([4, 3, 3, 4, 1, 2])
+    lengths = np.array([7, 4, 3, 7, 1, 1])  # row 2: "aab" in 3 frames; row 3: 7 >= 4 + 3; row 5: 2 labels in 1 frame
+    logits[:, 6:][lengths[:, None] < 7] = np.nan  # padding content never matters
+    return logits, labels, label_lengths, lengths
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("zero_infinity", [False, True])
+def test_loss_and_gradient_equal_torch_on_infeasible_rows(zero_infinity):
+    torch = pytest.importorskip("torch")
+    logits, labels, label_lengths, lengths = _torch_ctc_case()
+    clean = np.where(np.arange(7)[None, :, None] < lengths[:, None, None], logits, 0.0).astype(np.float32)
+    x = torch.tensor(clean, requires_grad=True)
+    want = torch.nn.functional.ctc_loss(torch.log_softmax(x, -1).transpose(0, 1), torch.tensor(labels).long(),
+                                        torch.tensor(lengths), torch.tensor(label_lengths), reduction="none",
+                                        zero_infinity=zero_infinity)
+
+    def loss(z):
+        return ctc_loss(z, jnp.asarray(lengths), jnp.asarray(labels), jnp.asarray(label_lengths),
+                        zero_infinity=zero_infinity)
+
+    got = np.asarray(loss(jnp.asarray(logits)))
+    infeasible = np.array([False, False, True, False, False, True])
+    assert np.all(np.isinf(want.detach().numpy()[infeasible])) != zero_infinity  # the case is what it claims
+    np.testing.assert_allclose(got, want.detach().numpy(), rtol=1e-5)  # inf == inf, 0 == 0
+    if zero_infinity:
+        want.sum().backward()
+        grad = np.asarray(jax.grad(lambda z: jnp.sum(loss(z)))(jnp.asarray(logits)))
+        assert np.all(np.isfinite(grad)) and np.all(grad[infeasible] == 0.0)
+        np.testing.assert_allclose(grad, x.grad.numpy(), atol=1e-5)
+
+
+def test_zero_infinity_model_loss_is_finite_with_gradient_from_the_feasible_rows():
+    model = CTCModel("gru", 4, num_classes=3, input_size=2, rngs=nnx.Rngs(0))
+    x = jnp.ones((2, 3, 2))
+    labels, label_lengths, lengths = jnp.array([[1, 1], [1, 2]]), jnp.array([2, 2]), jnp.array([2, 3])
+    assert np.isinf(float(model.loss(x, lengths, labels, label_lengths)))  # row 0: "aa" in 2 frames
+    loss, grads = nnx.value_and_grad(lambda m: m.loss(x, lengths, labels, label_lengths, zero_infinity=True))(model)
+    alone = model.loss(x[1:], lengths[1:], labels[1:], label_lengths[1:])
+    np.testing.assert_allclose(float(loss), float(alone) / 2, rtol=1e-6)  # the mean over 2 rows, one of them 0
+    assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))

@@ -138,3 +138,84 @@ def test_torch_dropout_carries_over_and_is_off_in_eval():
 def test_untranslatable_layers_are_refused(build, message):
     with pytest.raises((TypeError, ValueError), match=message):
         build()
+
+
+# --- torch.nn.MultiheadAttention ------------------------------------------------------------------
+
+def _mha_inputs(kdim, vdim, e=8):
+    g = torch.Generator().manual_seed(1)
+    q, k, v = (torch.randn(3, t, d, generator=g) for t, d in ((4, e), (5, kdim or e), (5, vdim or e)))
+    pad = torch.arange(5)[None] >= torch.tensor([5, 3, 1])[:, None]  # torch: True = padding
+    return q, k, v, pad
+
+
+def _torch_mha(module, q, k, v, pad):
+    out, w = module(q, k, v, key_padding_mask=pad, need_weights=True, average_attn_weights=False)
+    return out.detach().numpy(), w.detach().numpy()
+
+
+def _ours(attn, q, k, v, pad):
+    context, weights = attn(*(jnp.asarray(a.numpy()) for a in (q, k, v)), jnp.asarray(~pad.numpy()))
+    return np.asarray(context), np.asarray(weights)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("kdim, vdim", [(None, None), (6, 3)])
+def test_multihead_from_torch_equals_torch(bias, kdim, vdim):
+    torch.manual_seed(0)
+    module = torch.nn.MultiheadAttention(8, 2, bias=bias, kdim=kdim, vdim=vdim, batch_first=True).eval()
+    if bias:
+        with torch.no_grad():  # torch initializes the biases to 0: make them count
+            module.in_proj_bias.normal_()
+            module.out_proj.bias.normal_()
+    attn = from_torch(module)
+    assert attn.bias == bias
+    inputs = _mha_inputs(kdim, vdim)
+    want_out, want_w = _torch_mha(module, *inputs)
+    out, w = _ours(attn, *inputs)
+    assert w.shape == (3, 2, 4, 5)  # [b, heads, q, s], as torch's average_attn_weights=False
+    np.testing.assert_allclose(out, want_out, atol=2e-6, rtol=1e-5)
+    np.testing.assert_allclose(w, want_w, atol=1e-6, rtol=1e-5)
+
+
+def test_multihead_without_bias_equals_torch_with_zeroed_in_proj_bias():
+    """bias=False (the param tree of old checkpoints) is torch's module with in_proj_bias = 0."""
+    from gatedrnn.nn.attention import MultiHeadAttention
+
+    torch.manual_seed(0)
+    module = torch.nn.MultiheadAttention(8, 2, batch_first=True).eval()
+    with torch.no_grad():
+        module.out_proj.bias.normal_()
+    ours = MultiHeadAttention(8, 8, 2, 4, bias=False, rngs=nnx.Rngs(0))
+    ported = from_torch(module)
+    for name in ("q_proj", "k_proj", "v_proj", "out_proj"):
+        getattr(ours, name).kernel[...] = getattr(ported, name).kernel[...]
+    ours.out_proj.bias[...] = ported.out_proj.bias[...]
+    inputs = _mha_inputs(None, None)
+    with torch.no_grad():
+        module.in_proj_bias.normal_()  # ours has none: with these torch differs ...
+    differs = np.abs(_ours(ours, *inputs)[0] - _torch_mha(module, *inputs)[0]).max()
+    with torch.no_grad():
+        module.in_proj_bias.zero_()  # ... and without them it is the same
+    want_out, want_w = _torch_mha(module, *inputs)
+    out, w = _ours(ours, *inputs)
+    assert differs > 1e-2
+    np.testing.assert_allclose(out, want_out, atol=2e-6, rtol=1e-5)
+    np.testing.assert_allclose(w, want_w, atol=1e-6, rtol=1e-5)
+
+
+def test_multihead_options_without_equivalent_are_refused():
+    with pytest.raises(ValueError, match="add_bias_kv=True or add_zero_attn=True"):
+        from_torch(torch.nn.MultiheadAttention(8, 2, add_bias_kv=True))
+
+
+def test_to_torch_bias_conventions():
+    """RNN/LSTM: the one bias goes to bias_ih, bias_hh = 0 (torch sums them); GRU: both kept exactly."""
+    torch.manual_seed(0)
+    lstm, gru = torch.nn.LSTM(D, H, batch_first=True), torch.nn.GRU(D, H, batch_first=True)
+    lstm_back, gru_back = to_torch(from_torch(lstm)), to_torch(from_torch(gru))
+    np.testing.assert_array_equal(lstm_back.bias_hh_l0.detach().numpy(), 0.0)
+    np.testing.assert_allclose(lstm_back.bias_ih_l0.detach().numpy(),
+                               (lstm.bias_ih_l0 + lstm.bias_hh_l0).detach().numpy(), rtol=0, atol=1e-7)
+    for name in ("bias_ih_l0", "bias_hh_l0"):
+        np.testing.assert_array_equal(getattr(gru_back, name).detach().numpy(), getattr(gru, name).detach().numpy())

@@ -170,3 +170,40 @@ def test_reversal_task_trains_and_decodes():
     exact = np.mean(np.all(np.asarray(out.tokens) == np.asarray(tgt_out), axis=1))
     print(f"seq2seq reversal exact-match (beam 3) {exact:.2f}")
     assert exact > 0.8
+
+
+@pytest.mark.parametrize("style", ["luong", "bahdanau"])
+def test_dot_attention_works_with_the_default_bidirectional_encoder(style):
+    """The encoder's 2h outputs are mapped to the decoder's h (memory_proj) before q^T e_s; a step trains it."""
+    import optax
+
+    from gatedrnn.nn.params import with_standard_promotion
+
+    model = Seq2Seq("gru", 8, 6, source_vocab=6, embed_size=6, attention="dot", style=style, rngs=nnx.Rngs(0))
+    assert model.memory_proj.kernel.shape == (16, 8)
+    assert Seq2Seq("gru", 8, 6, source_vocab=6, attention="dot", bidirectional=False,
+                   rngs=nnx.Rngs(0)).memory_proj is None  # sizes agree: no map, the param tree as before
+    src, lengths = _src()
+    tgt_in = jnp.asarray(np.random.default_rng(2).integers(3, 6, size=(3, 4)), jnp.int32)
+    tgt_out = jnp.roll(tgt_in, -1, axis=1)
+    mask = sequence_mask(jnp.array([4, 4, 4]), 3, 4)
+
+    def loss_fn(m):
+        logits, weights = m(src, lengths, tgt_in)
+        assert logits.shape == (3, 4, 6) and weights.shape == (3, 4, 5)
+        return sequence_cross_entropy(logits, tgt_out, mask)
+
+    optimizer = nnx.Optimizer(model, with_standard_promotion(optax.sgd(0.5)), wrt=nnx.Param)
+    before, grads = nnx.value_and_grad(loss_fn)(model)
+    assert float(jnp.abs(grads.memory_proj.kernel[...]).max()) > 0
+    optimizer.update(model, grads)
+    assert float(loss_fn(model)) < float(before)
+    _, weights = model(src, lengths, tgt_in)
+    np.testing.assert_allclose(np.asarray(weights).sum(-1), 1.0, rtol=1e-5)
+
+
+def test_multihead_attention_bias_option():
+    build = lambda **kw: Seq2Seq("gru", 8, 6, source_vocab=6, attention="multihead", rngs=nnx.Rngs(0), **kw)  # noqa: E731
+    assert build().attention.q_proj.bias is not None  # torch's in_proj_bias
+    old = build(attention_bias=False).attention
+    assert old.q_proj.bias is None and old.k_proj.bias is None and old.v_proj.bias is None

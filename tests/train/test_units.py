@@ -418,3 +418,23 @@ def test_checkpointer_keeps_the_newest_and_the_best(tmp_path):
     step, state = ckpt.restore_newest(abstract, report=pytest.fail)
     assert step == 5 and np.asarray(state["w"]).tolist() == [5.0, 5.0]
     ckpt.close()
+
+
+def test_a_g2p_run_saved_before_attention_bias_resumes_with_the_old_attention(tmp_path):
+    """model.attention_bias (multihead's q/k/v biases, added with issue 14): False, the g2p default, is what
+    a run saved without the field had; True changes the params and is refused on such a run."""
+    import os
+    import runpy
+
+    from paths import REPO
+
+    c = runpy.run_path(os.path.join(REPO, "configs", "g2p_cmudict.py"))["get_config"]("smoke")
+    assert c.model.attention_bias is False
+    saved = json.loads(to_json(c))
+    del saved["model"]["attention_bias"]
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    check_resume_compatible(c, str(tmp_path / "config.json"))
+    c.model.attention_bias = True
+    with pytest.raises(ConfigError, match=r"model.attention_bias=True does not match .*written with "
+                                          r"model.attention_bias='<absent>'"):
+        check_resume_compatible(c, str(tmp_path / "config.json"))
