@@ -1,4 +1,4 @@
-"""The one training entry point.
+r"""The one training entry point.
 
   python -m experiments.train --config=configs/adding.py --workdir=/tmp/adding \
       [--config.model.cell=gru --config.train.num_steps=500 ...]
@@ -83,6 +83,10 @@ def parse_flags(argv):
               "python -m experiments.train --list shows the config files")
     try:
         return FLAGS(argv)
+    except SystemExit:  # absl's --help/--helpfull print the usage and exit with status 1; asking is no error
+        if any(a.lstrip("-").split("=")[0] in ("help", "helpshort", "helpfull", "helpxml", "h", "?") for a in argv[1:]):
+            sys.exit(0)
+        raise
     except flags.Error as e:  # a bad value, or an exception inside the config file
         lines = [l.strip() for l in str(e).strip().splitlines() if l.strip()]
         print("error: " + " ".join(lines[:1] + lines[1:][-1:]), file=sys.stderr)
