@@ -105,7 +105,8 @@ def draw_confusion_matrix(ax, counts: np.ndarray, class_names: Sequence[str] | N
                 ax.text(j, i, str(int(counts[i, j])), ha="center", va="center", fontsize=8 if c > 10 else 10,
                         color="white" if fractions[i, j] > 0.5 else "black")
     rotate = max(len(n) for n in names) > 3
-    ax.set_xticks(range(c), names, rotation=45 if rotate else 0, ha="right" if rotate else "center")
+    ax.set_xticks(range(c), names, rotation=45 if rotate else 0, ha="right" if rotate else "center",
+                  rotation_mode="anchor")
     ax.set_yticks(range(c), names)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
@@ -131,16 +132,18 @@ def accuracy_of(counts: np.ndarray) -> float:
 def format_confusion(counts: np.ndarray, class_names: Sequence[str]) -> str:
     """The matrix as text: one row per true class, one column per predicted class."""
     names = [str(n) for n in class_names]
-    width = max(max(len(n) for n in names), len(str(int(np.max(counts, initial=0))))) + 1
-    lines = ["true \\ predicted".ljust(width) + "".join(n.rjust(width) for n in names)]
-    lines += [n.ljust(width) + "".join(str(int(v)).rjust(width) for v in row) for n, row in zip(names, counts)]
+    first = max(len(n) for n in names)
+    width = max(first, len(str(int(np.max(counts, initial=0))))) + 1
+    lines = ["rows: true class, columns: predicted class", " " * first + "".join(n.rjust(width) for n in names)]
+    lines += [n.ljust(first) + "".join(str(int(v)).rjust(width) for v in row) for n, row in zip(names, counts)]
     return "\n".join("  " + line for line in lines)
 
 
-def confusion_report(counts: np.ndarray, class_names: Sequence[str], workdir: str, what: str) -> str:
-    """Draws plots/confusion_matrix.png (titled "<what>: accuracy A% on N examples") and returns
-    the report text: the title, the matrix as text and "figure: plots/confusion_matrix.png"."""
-    title = f"{what}: accuracy {100 * accuracy_of(counts):.1f}% on {int(np.sum(counts))} examples"
+def confusion_report(counts: np.ndarray, class_names: Sequence[str], workdir: str, what: str,
+                     unit: str = "examples") -> str:
+    """Draws plots/confusion_matrix.png (titled "<what>: accuracy A% on N <unit>") and returns the
+    report text: the title, the matrix as text and "figure: plots/confusion_matrix.png"."""
+    title = f"{what}: accuracy {100 * accuracy_of(counts):.1f}% on {int(np.sum(counts))} {unit}"
     plot_confusion_matrix(counts, class_names, plots_path(workdir, CONFUSION_PNG), title)
     return "\n".join([f"confusion matrix, {title}", format_confusion(counts, class_names),
                       f"figure: {PLOTS_DIR}/{CONFUSION_PNG}"])

@@ -213,4 +213,5 @@ class ParityTask(Task):
         counts = figures.held_out_confusion(self, model, seed, self.REPORT_SEQUENCES, PARITY_CLASSES, "targets")
         t = self.eval_seq_len or self.seq_len
         what = f"parity of {t} bits ({'every step' if self.labels == 'every_step' else 'last step'})"
-        return figures.confusion_report(counts, PARITY_CLASSES, workdir, what), {}
+        unit = "steps" if self.labels == "every_step" else "sequences"
+        return figures.confusion_report(counts, PARITY_CLASSES, workdir, what, unit), {}

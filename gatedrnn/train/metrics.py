@@ -248,7 +248,8 @@ def learning_curve_panels(records: Iterable[dict[str, Any]]) -> list[Panel]:
         values = series[key][1] * factors[panel.key][0]
         value = float(np.median(values) if split == "eval" else np.mean(values))
         where = "eval" if split == "eval" else "mean over training batches"
-        panel.baselines.append((f"{_pretty(prefix)} ({where}) = {value:.4g}", value))
+        percent = "%" if factors[panel.key][0] == 100.0 else ""
+        panel.baselines.append((f"{_pretty(prefix)} ({where}) = {value:.4g}{percent}", value))
     loss_panel = panel_of("loss").key if "loss" in names else None
     panels = {k: p for k, p in panels.items() if p.curves or p.baselines}
     ordered = sorted(panels.values(), key=lambda p: (

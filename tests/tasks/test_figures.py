@@ -141,7 +141,7 @@ def test_parity_report_is_a_two_class_confusion_matrix(tmp_path):
     task = make_task(config_for("parity", seq_len=6, labels="last"))
     model = MeanPool(1, 2)
     text, _ = task.final_report(model, 0, str(tmp_path))
-    assert "parity of 6 bits (last step): accuracy" in text and f"on {task.REPORT_SEQUENCES} examples" in text
+    assert "parity of 6 bits (last step): accuracy" in text and f"on {task.REPORT_SEQUENCES} sequences" in text
     assert os.path.exists(tmp_path / "plots" / "confusion_matrix.png")
 
 

@@ -79,9 +79,9 @@ def test_classification_accuracy_in_percent_with_its_baseline_and_a_nats_loss_ax
     assert set(lines_by_label(loss)) == {"train loss", "eval loss"}  # the baseline accuracy is not on the loss axis
     assert acc.get_ylabel() == "accuracy (%)" and acc.get_yscale() == "linear"  # 1% -> 99% stays linear
     lines = lines_by_label(acc)
-    assert set(lines) == {"train accuracy", "eval accuracy", "baseline (eval) = 20"}  # the eval one, not the train one
+    assert set(lines) == {"train accuracy", "eval accuracy", "baseline (eval) = 20%"}  # the eval one, not the train one
     np.testing.assert_allclose(lines["eval accuracy"].get_ydata(), [100 * r["eval_accuracy"] for r in records])
-    np.testing.assert_allclose(lines["baseline (eval) = 20"].get_ydata(), [20.0, 20.0])
+    np.testing.assert_allclose(lines["baseline (eval) = 20%"].get_ydata(), [20.0, 20.0])
 
 
 def test_errors_in_the_tasks_units_with_every_baseline_on_that_panel():
