@@ -107,12 +107,13 @@ class MetricsWriter:
 
 # ---- learning curves ------------------------------------------------------------------------------
 
-# keys of a record that are not learning curves
+# metrics (train or eval_) that are not drawn
 _NOT_CURVES = ("step", "steps_per_s", "cpu_s", "perplexity")  # perplexity = exp(nll): the loss curve again
 # a metric "<prefix>_<metric>" with one of these prefixes is a reference for <metric>, drawn as a line
 BASELINE_PREFIXES = ("baseline", "persistence", "seasonal_naive", "arima", "unigram", "majority", "chance")
 _ACRONYMS = {"mse": "MSE", "mae": "MAE", "per": "PER", "wer": "WER", "cer": "CER", "ctc": "CTC", "nll": "NLL",
              "arima": "ARIMA", "ppm": "ppm"}
+_NAMES = {"bits_per_char": "bits/char", "nll_per_step": "NLL/step", "ctc_per_sequence": "CTC/sequence"}
 _ORDER = ("loss", "mse", "nll_per_step", "bits_per_char", "error_rate", "accuracy")  # panels after the loss's
 _DECADES = 1.5  # a panel whose positive values span more than this many decades gets a log axis
 
@@ -139,6 +140,8 @@ class Panel:
 
 
 def _pretty(name: str) -> str:
+    if name in _NAMES:
+        return _NAMES[name]
     return " ".join(_ACRONYMS.get(w, w) for w in name.split("_"))
 
 
@@ -198,14 +201,16 @@ def learning_curve_panels(records: Iterable[dict[str, Any]]) -> list[Panel]:
     - "<prefix>_<metric>" for a prefix of BASELINE_PREFIXES is a horizontal line (its eval value;
       the mean over training batches when the eval has none) on <metric>'s panel;
     - accuracies and error rates in %; learning rate last, linear; steps_per_s, cpu_s and
-      perplexity are not drawn;
+      perplexity are not drawn, nor bits_per_char (the loss / ln 2) unless a baseline is in bits;
     - a log y axis where the positive values (baselines included) span more than 1.5 decades
       (symlog when some values are exactly 0); accuracy and learning rate stay linear.
     """
     records = [r for r in records if isinstance(r, dict)]
-    keys = list(dict.fromkeys(k for r in records for k in r if k not in _NOT_CURVES))
+    keys = list(dict.fromkeys(k for r in records for k in r if _split_key(k)[1] not in _NOT_CURVES))
     series = {k: s for k in keys if len((s := _series(records, k))[0])}
     names = {_split_key(k)[1] for k in series}
+    if "bits_per_char" in names and not any(_split_key(k)[1:] == ("bits_per_char", "unigram") for k in series):
+        series = {k: s for k, s in series.items() if _split_key(k)[1] != "bits_per_char"}  # nll / ln 2: the loss again
     loss_alias = next((m for m in ("mse", "nll", "nll_per_step") if m in names and all(
         _same(series[f"{p}loss"], series[f"{p}{m}"]) for p in ("", "eval_")
         if f"{p}loss" in series and f"{p}{m}" in series)), None)

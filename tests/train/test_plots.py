@@ -152,3 +152,24 @@ def test_the_writer_plots_only_when_plots_are_on(tmp_path, plots):
             assert f.read(8) == PNG
     else:
         assert path is None and not os.path.exists(os.path.join(workdir, "plots"))
+
+
+def test_language_model_bits_per_char_only_with_its_unigram_baseline_and_no_perplexity():
+    def records(with_unigram):
+        out = []
+        for s in (10, 20, 30):
+            nll = 3.0 / s
+            r = {"step": s, "loss": nll, "nll": nll, "bits_per_char": nll / np.log(2), "perplexity": np.exp(nll),
+                 "eval_loss": nll, "eval_nll": nll, "eval_bits_per_char": nll / np.log(2), "eval_perplexity": 9.0}
+            if with_unigram:
+                r["eval_unigram_bits_per_char"] = 4.58
+            out.append(r)
+        return out
+
+    panels = {p.key: p for p in learning_curve_panels(records(with_unigram=True))}
+    assert list(panels) == ["loss", "bits_per_char"]
+    assert panels["loss"].ylabel == "cross-entropy (nats/token)"
+    assert [c.label for c in panels["loss"].curves] == ["train loss = NLL", "eval loss = NLL"]
+    assert [c.label for c in panels["bits_per_char"].curves] == ["train bits/char", "eval bits/char"]
+    assert panels["bits_per_char"].baselines == [("unigram (eval) = 4.58", 4.58)]
+    assert [p.key for p in learning_curve_panels(records(with_unigram=False))] == ["loss"]  # nll / ln 2 is the loss
