@@ -365,6 +365,24 @@ def prepare_workdir(workdir: str) -> None:
         raise WorkdirError(f"workdir {workdir} {where}: {e.strerror or e} (a directory you can write to is needed)") from None
 
 
+def _finished_and_intact(exp: Experiment, workdir: str) -> bool:
+    """Whether run.json says the run finished at train.num_steps or later, and its final checkpoint
+    matches this config and reads back (read, not compiled). Otherwise the normal path runs,
+    which reports a damaged checkpoint or another config's and resumes or refuses."""
+    finished = provenance.finished_step(workdir)
+    if (finished is None or finished < exp.config.train.num_steps or finished not in checkpoint_steps(workdir)
+            or not os.path.exists(os.path.join(workdir, "config.json"))):
+        return False
+    ckpt = Checkpointer(os.path.join(workdir, CHECKPOINT_DIR), keep=1_000_000, keep_best=0)
+    try:
+        ckpt.restore(finished, abstract_state(exp, distributed.replicated(distributed.make_mesh())).as_dict())
+        return True
+    except Exception:  # noqa: BLE001 - damaged or another config's: the normal path says which
+        return False
+    finally:
+        ckpt.close()
+
+
 def _check_divisible(config: ml_collections.ConfigDict) -> None:
     n = jax.device_count()
     for field, size in (("train.batch_size", config.train.batch_size), ("eval.batch_size", config.eval.batch_size)):
@@ -400,8 +418,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, config_
         check_resume_compatible(config, os.path.join(workdir, "config.json"))
     _check_divisible(config)
     primary = jax.process_index() == 0
-    finished = provenance.finished_step(workdir)
-    if finished is not None and finished >= c.train.num_steps and finished in checkpoint_steps(workdir):
+    if _finished_and_intact(exp, workdir):
+        finished = provenance.finished_step(workdir)
         _log(f"already finished at step {finished} in {workdir}; nothing to train "
              f"(a larger --config.train.num_steps trains on)")
         return (read_metrics(os.path.join(workdir, "metrics.jsonl")) or [{}])[-1] if primary else {}
