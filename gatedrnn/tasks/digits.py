@@ -117,4 +117,5 @@ class SequentialDigitsTask(Task):
             return "", {}
         classes = [str(d) for d in range(10)]
         counts = figures.held_out_confusion(self, model, seed, len(mnist_split()["test_y"]), classes)
-        return figures.confusion_report(counts, classes, workdir, f"sequential MNIST ({self.order}) held-out digits"), {}
+        what = f"sequential MNIST ({self.order}) held-out digits"
+        return figures.confusion_report(counts, classes, workdir, what), {}

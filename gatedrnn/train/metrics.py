@@ -94,7 +94,8 @@ class MetricsWriter:
         process does not write."""
         if not (self.enabled and self.plots):
             return None
-        plot_learning_curves(read_metrics(self.path), self.plot_path, run_title(self.workdir) if title is None else title)
+        title = run_title(self.workdir) if title is None else title
+        plot_learning_curves(read_metrics(self.path), self.plot_path, title)
         return self.plot_path
 
     def close(self) -> None:
@@ -162,7 +163,8 @@ def _kind(metric: str, loss_unit: str) -> tuple[str, str, str, float, bool]:
         return "mse", "mean squared error", "MSE", 1.0, True
     if metric == "mae" or metric.startswith("mae_"):
         unit = metric[4:]
-        return metric, "mean absolute error" + (f" ({unit})" if unit else ""), f"MAE ({unit})" if unit else "MAE", 1.0, True
+        suffix = f" ({unit})" if unit else ""
+        return metric, "mean absolute error" + suffix, "MAE" + suffix, 1.0, True
     if metric.endswith("accuracy"):
         return "accuracy", "accuracy", "accuracy (%)", 100.0, False
     if metric in ("per", "wer", "cer") or metric.endswith("error_rate"):

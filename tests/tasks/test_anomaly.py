@@ -143,7 +143,7 @@ def test_final_report_writes_metrics_and_the_plot(tmp_path):
     assert metrics["test_oracle_f1"] >= max(metrics["test_f1"], metrics["test_always_anomalous_f1"]) - 1e-12
     assert report.endswith("figure: plots/anomaly_scores.png")
     assert os.path.getsize(tmp_path / "plots" / "anomaly_scores.png") > 10_000
-    quiet, same = dataclasses.replace(task, plots=False).final_report(model, 0, str(tmp_path / "off"))  # log.plots=False
+    quiet, same = dataclasses.replace(task, plots=False).final_report(model, 0, str(tmp_path / "off"))  # plots off
     assert same == metrics and "figure" not in quiet and not os.path.exists(tmp_path / "off")
 
 
