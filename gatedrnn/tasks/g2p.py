@@ -271,9 +271,6 @@ class G2PTask(Task):
                                   "(attention='multihead')")
         if not isinstance(m.get("attention_bias", False), bool):
             raise ConfigError(f"model.attention_bias must be True or False, got {m.attention_bias!r}")
-        if m.attention == "dot" and m.bidirectional:
-            raise ConfigError("model.attention='dot' needs encoder outputs of the decoder's size; use "
-                              "model.bidirectional=False or another model.attention")
         d = config.data
         task = cls(keep_stress=d.keep_stress, max_words=d.max_words, beam_size=d.beam_size,
                    beam_alpha=d.beam_alpha, report_words=d.report_words, heatmaps=d.heatmaps)

