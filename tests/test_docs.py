@@ -26,7 +26,8 @@ FENCE = re.compile(r"^```(\w*)\s*$")
 MARKER = re.compile(r"<!--\s*docs-test:\s*(.*?)\s*-->")
 COMMAND = re.compile(r"python -m experiments\.(\w+)((?:[^\n#]|\\\n)*)")
 # Slow blocks (each trains or builds something big) run in the full suite only.
-SLOW = re.compile(r"train_and_evaluate|load_run|decode_beam|tbptt_train|from_torch|sample_lm")
+SLOW = re.compile(r"train_and_evaluate|load_run|decode_beam|tbptt_train|from_torch|sample_lm|Seq2Seq\(|CTCModel\(|"
+                  r"regularize\(|SequenceClassifier\(")
 
 
 @dataclass(frozen=True)

@@ -158,6 +158,7 @@ def test_loss_and_gradient_equal_torch_on_infeasible_rows(zero_infinity):
         np.testing.assert_allclose(grad, x.grad.numpy(), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_zero_infinity_model_loss_is_finite_with_gradient_from_the_feasible_rows():
     model = CTCModel("gru", 4, num_classes=3, input_size=2, rngs=nnx.Rngs(0))
     x = jnp.ones((2, 3, 2))

@@ -172,6 +172,7 @@ def test_reversal_task_trains_and_decodes():
     assert exact > 0.8
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("style", ["luong", "bahdanau"])
 def test_dot_attention_works_with_the_default_bidirectional_encoder(style):
     """The encoder's 2h outputs are mapped to the decoder's h (memory_proj) before q^T e_s; a step trains it."""
