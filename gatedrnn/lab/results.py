@@ -33,8 +33,7 @@ from typing import Any, Iterable, Sequence
 
 from gatedrnn.lab.tables import markdown_table
 from gatedrnn.train.metrics import read_final_metrics, read_metrics
-from gatedrnn.train import runs as train_runs
-from gatedrnn.train.runs import read_config, read_config_file
+from gatedrnn.train.runs import read_config, read_provenance
 
 # (task, cell) -> (the shortest T it applies from, published result, source); only for the cell's
 # default options. Qualitative where the source gives a figure, not a number.
@@ -124,15 +123,6 @@ class RunSummary:
         return getattr(self, field)
 
 
-def provenance(workdir: str) -> dict[str, Any]:
-    """`gatedrnn.train.runs.read_provenance(workdir)`: {"config_file", "git_revision", "git_dirty"}
-    (each None when not recorded). Until that reader exists, the recorded config file alone."""
-    read = getattr(train_runs, "read_provenance", None)
-    if read is None:
-        return {"config_file": read_config_file(workdir), "git_revision": None, "git_dirty": None}
-    return read(workdir)
-
-
 def summarize_run(workdir: str) -> RunSummary:
     """The summary of one workdir; FileNotFoundError names a missing config.json or metrics.jsonl."""
     config = read_config(workdir).to_dict()
@@ -143,7 +133,7 @@ def summarize_run(workdir: str) -> RunSummary:
     evals = [r for r in records if isinstance(r.get("eval_loss"), (int, float)) and math.isfinite(r["eval_loss"])]
     baselines = [r[k] for r in evals for k in r if k.startswith("eval_baseline")]
     cpu = [r["cpu_s"] for r in records if r.get("cpu_s")]
-    origin = provenance(workdir)
+    origin = read_provenance(workdir)
     return RunSummary(
         workdir=os.path.abspath(workdir),
         config=config,

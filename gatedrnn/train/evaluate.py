@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ast
 import glob
-import json
 import math
 import os
 from typing import Any
@@ -27,6 +26,7 @@ from gatedrnn.tasks.registry import TASKS
 from gatedrnn.train.config import to_json
 from gatedrnn.train.metrics import read_final_metrics, read_metrics
 from gatedrnn.train.optim import warmup_warning
+from gatedrnn.train.provenance import write_json
 
 
 def _number(metrics: dict[str, Any], key: Any) -> float | None:
@@ -142,10 +142,6 @@ def evaluate_checkpoint(workdir: str, checkpoint: str = "auto", out: str | None 
     path = out or default_out(run.workdir, run.step)
     record = {"workdir": run.workdir, "checkpoint": chosen, "step": run.step, "metrics": metrics, "headline": line}
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(record, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
+    write_json(path, record)
     lines = [f"{k} {v:.6g}" for k, v in sorted(metrics.items())] + [f"wrote {path}", line]
     return lines, path

@@ -21,7 +21,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from gatedrnn.tasks.figures import new_figure, save_figure
-from gatedrnn.train.provenance import CONFIG_FILE, read_run_json
+from gatedrnn.train.provenance import recorded_config_file, write_json
 
 FINAL_METRICS = "final_metrics.json"
 
@@ -29,8 +29,7 @@ FINAL_METRICS = "final_metrics.json"
 def write_final_metrics(workdir: str, metrics: dict[str, float]) -> str:
     """Numbers a task computes once when a run ends (e.g. beam-search error rates) -> <workdir>/final_metrics.json."""
     path = os.path.join(workdir, FINAL_METRICS)
-    with open(path, "w") as f:
-        json.dump({k: float(v) for k, v in metrics.items()}, f, indent=2, sort_keys=True)
+    write_json(path, {k: float(v) for k, v in metrics.items()})  # atomically
     return path
 
 
@@ -339,13 +338,7 @@ def run_title(workdir: str) -> str:
         layers = model.get("num_layers", 1)
         arch = f"{model.get('cell')}, {model.get('hidden_size')} units x {layers} layer{'s' if layers != 1 else ''}"
         parts.append(f"{what}: {arch}, {(config.get('train') or {}).get('num_steps')} steps")
-    config_file = read_run_json(workdir).get("config_file") or ""
-    if not config_file:
-        try:
-            with open(os.path.join(workdir, CONFIG_FILE)) as f:
-                config_file = f.read().strip()
-        except OSError:
-            pass
+    config_file = recorded_config_file(workdir)
     if config_file:
         parts.append(f"({config_file})")
     return " ".join(parts)

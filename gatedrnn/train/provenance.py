@@ -51,8 +51,8 @@ def read_run_json(workdir: str) -> dict[str, Any]:
     return record if isinstance(record, dict) else {}
 
 
-def _write_json(path: str, record: dict[str, Any]) -> None:
-    """Atomically: a reader (or a killed writer) never sees half a file."""
+def write_json(path: str, record: dict[str, Any]) -> None:
+    """`record` as JSON at `path`, atomically: a reader (or a killed writer) never sees half a file."""
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         json.dump(record, f, indent=2, sort_keys=True)
@@ -70,7 +70,7 @@ def record_start(workdir: str, step: int, config_file: str | None) -> dict[str, 
              "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     record.update(config_file=config_file, git_revision=revision, git_dirty=dirty, finished_step=None,
                   starts=[*record.get("starts", []), start])
-    _write_json(os.path.join(workdir, RUN_JSON), record)
+    write_json(os.path.join(workdir, RUN_JSON), record)
     if config_file is not None:
         with open(os.path.join(workdir, CONFIG_FILE), "w") as f:
             f.write(config_file + "\n")
@@ -81,7 +81,21 @@ def record_finished(workdir: str, step: int) -> None:
     """Notes in run.json that the run finished at `step` (its final report and plots are written)."""
     record = read_run_json(workdir)
     record["finished_step"] = int(step)
-    _write_json(os.path.join(workdir, RUN_JSON), record)
+    write_json(os.path.join(workdir, RUN_JSON), record)
+
+
+def read_config_file(workdir: str) -> str | None:
+    """config_file.txt: the --config a run was started with, or None if none was recorded."""
+    path = os.path.join(workdir, CONFIG_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return f.read().strip() or None
+
+
+def recorded_config_file(workdir: str) -> str | None:
+    """The --config of the run's latest start: run.json's, else (a run from before it) config_file.txt's."""
+    return read_run_json(workdir).get("config_file") or read_config_file(workdir)
 
 
 def finished_step(workdir: str) -> int | None:

@@ -112,7 +112,7 @@ def read_provenance(workdir: str) -> dict[str, Any]:
     before run.json keeps its config_file.txt). With several starts, those of the latest one; the
     whole history is run.json's "starts"."""
     record = provenance.read_run_json(workdir)
-    return {"config_file": record.get("config_file") or read_config_file(workdir),
+    return {"config_file": provenance.recorded_config_file(workdir),
             "git_revision": record.get("git_revision"), "git_dirty": record.get("git_dirty")}
 
 
@@ -125,13 +125,7 @@ def record_config_file(workdir: str, config_file: str) -> None:
             f.write(config_file + "\n")
 
 
-def read_config_file(workdir: str) -> str | None:
-    """The --config a run was started with (`record_config_file`), or None if none was recorded."""
-    path = os.path.join(workdir, CONFIG_FILE)
-    if not os.path.exists(path):
-        return None
-    with open(path) as f:
-        return f.read().strip() or None
+read_config_file = provenance.read_config_file  # config_file.txt alone
 
 
 CHECKPOINT_CHOICES = ("newest", "best")

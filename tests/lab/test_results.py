@@ -141,19 +141,19 @@ def test_published_figures_only_where_they_apply(tmp_path):
 REV = "0123456789abcdef0123456789abcdef01234567"
 
 
-def stand_in_provenance(monkeypatch, by_name):
-    """`gatedrnn.train.runs.read_provenance(workdir) -> {"config_file", "git_revision", "git_dirty"}`
-    answering from `by_name` (workdir basename -> dict): the reader's exact signature, written by another
-    change (the stand-in is used whether or not that one has landed)."""
-    from gatedrnn.train import runs
+def record_provenance(root, by_name):
+    """Writes each workdir's run.json (workdir name -> {"config_file", "git_revision", "git_dirty"}), as
+    `train_and_evaluate` records them, for `gatedrnn.train.runs.read_provenance` to read back."""
+    from gatedrnn.train.provenance import RUN_JSON, write_json
 
-    monkeypatch.setattr(runs, "read_provenance", lambda workdir: by_name[os.path.basename(workdir)], raising=False)
+    for name, record in by_name.items():
+        write_json(os.path.join(root, name, RUN_JSON), record)
 
 
-def test_the_recorded_revision_gives_a_checkout_line_before_the_command(tmp_path, monkeypatch):
+def test_the_recorded_revision_gives_a_checkout_line_before_the_command(tmp_path):
     for name in ("clean", "dirty", "unknown"):
         _fabricate_run(str(tmp_path / name))
-    stand_in_provenance(monkeypatch, {
+    record_provenance(str(tmp_path), {
         "clean": {"config_file": "configs/adding.py", "git_revision": REV, "git_dirty": False},
         "dirty": {"config_file": "configs/adding.py:smoke", "git_revision": REV, "git_dirty": True},
         "unknown": {"config_file": "configs/adding.py", "git_revision": None, "git_dirty": None},

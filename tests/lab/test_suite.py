@@ -124,17 +124,18 @@ def test_write_with_a_readme_updates_its_block(tmp_path):
     assert "| parity_lstm |" not in (tmp_path / "results_suite.md").read_text()
 
 
-def test_suite_commands_name_each_seeds_revision(tmp_path, monkeypatch):
+def test_suite_commands_name_each_seeds_revision(tmp_path):
     """The commands come from each finished run (gatedrnn.lab.results.reproduce_lines): a `git checkout`
     where the recorded revision changes, and the seed's command; they are the entry's own command."""
-    from gatedrnn.train import runs
+    from gatedrnn.train.provenance import RUN_JSON, write_json
 
     out = str(tmp_path / "suite")
     revs = {"seed0": "a" * 40, "seed1": "a" * 40, "seed2": "b" * 40}
     for seed in range(3):
         _finished(out, "japanese_vowels_gru", 0.9, seed=seed)
-    monkeypatch.setattr(runs, "read_provenance", raising=False, value=lambda w: {
-        "config_file": "configs/japanese_vowels.py", "git_revision": revs[os.path.basename(w)], "git_dirty": False})
+    for seed, rev in revs.items():  # each run's run.json, as train_and_evaluate records it
+        write_json(os.path.join(out, "japanese_vowels_gru", seed, RUN_JSON),
+                   {"config_file": "configs/japanese_vowels.py", "git_revision": rev, "git_dirty": False})
     text = suite.reproduce(out, ["japanese_vowels_gru"], table_only=True, report=_quiet)
     entry = ENTRIES["japanese_vowels_gru"]
     lines = text.split("# japanese_vowels_gru\n")[1].split("```")[0].splitlines()
