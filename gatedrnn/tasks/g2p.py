@@ -53,6 +53,7 @@ from gatedrnn.nn.seq2seq import STYLES, Seq2Seq, decode_beam, decode_greedy
 from gatedrnn.scan import ScanOptions
 from gatedrnn.tasks.base import Task
 from gatedrnn.tasks.data import epoch_indices, eval_indices, package_file
+from gatedrnn.tasks.figures import new_figure, save_figure
 from gatedrnn.validation import ConfigError, check_choice, check_non_negative, check_positive
 
 PAD, BOS, EOS = 0, 1, 2
@@ -421,25 +422,16 @@ def plot_attention(directory: str, words: Sequence[str], decoded: Sequence[dict]
     """One heatmap per word: letters across, predicted phonemes (and </s>) down. Returns the paths."""
     if not words:
         return []
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    os.makedirs(directory, exist_ok=True)
     paths = []
     for word, d in zip(words, decoded):
         rows = d["phones"] + ["</s>"] * (len(d["weights"]) - len(d["phones"]))
-        fig, ax = plt.subplots(figsize=(0.45 * len(word) + 1.6, 0.4 * len(rows) + 1.2))
+        fig, axes = new_figure(size=(0.45 * len(word) + 1.6, 0.4 * len(rows) + 1.2))
+        ax = axes[0, 0]
         ax.imshow(d["weights"], cmap="Greys", vmin=0.0, vmax=1.0, aspect="auto")
         ax.set_xticks(range(len(word)), list(word))
         ax.set_yticks(range(len(rows)), rows)
         ax.set_xlabel("letters")
         ax.set_ylabel("predicted phonemes")
         ax.set_title(word)
-        fig.tight_layout()
-        path = os.path.join(directory, f"{word.replace(chr(39), '_')}.png")
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        paths.append(path)
+        paths.append(save_figure(fig, os.path.join(directory, f"{word.replace(chr(39), '_')}.png")))
     return paths

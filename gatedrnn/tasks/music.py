@@ -47,6 +47,7 @@ from gatedrnn.losses import bernoulli_nll_metrics
 from gatedrnn.nn.lm import generate_tokens  # the one sampling loop
 from gatedrnn.tasks.base import Task
 from gatedrnn.tasks.data import epoch_indices, eval_indices, package_dir, stream_rng
+from gatedrnn.tasks.figures import new_figure, save_figure
 from gatedrnn.validation import ConfigError, check_choice, check_positive
 
 PITCH_LOW, NUM_PITCHES = 21, 88  # the piano's keys A0..C8 (MIDI 21-108), as in JSB Chorales
@@ -375,21 +376,14 @@ def sample_rolls(model, key: jax.Array, num_samples: int, num_steps: int) -> np.
 
 def plot_rolls(rolls: np.ndarray, low: int, high: int, path: str) -> str:
     """A PNG of rolls [n, t, 88] over MIDI pitches low..high (time across, pitch up)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(len(rolls), 1, figsize=(10, 2.2 * len(rolls)), squeeze=False)
+    fig, axes = new_figure(len(rolls), 1, size=(10, 2.2 * len(rolls)))
     for i, (ax, roll) in enumerate(zip(axes[:, 0], rolls)):
         ax.imshow(roll[:, low - PITCH_LOW : high - PITCH_LOW + 1].T, origin="lower", aspect="auto", cmap="Greys",
                   extent=(0, len(roll), low - 0.5, high + 0.5), interpolation="nearest")
         ax.set_ylabel("MIDI pitch")
         ax.set_title(f"sample {i}", fontsize=9)
     axes[-1, 0].set_xlabel("frame")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
     return path
 
 
