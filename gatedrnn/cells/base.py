@@ -40,6 +40,15 @@ sequence with an associative scan (mode="parallel") as well as step by step. The
 state h alone ([*batch, state_size], complex for the LRU); `step` is derived from these and
 agrees with them by construction.
 
+A cell with a matrix memory (the mLSTM: per head, C_t = f_t C_{t-1} + i_t k_t v_t^T with scalar
+gates from the input) subclasses `MatrixMemoryCell` and declares, for every step at once,
+
+  memory_inputs(params, xp) -> MemoryInputs(q, k, v, log_i, log_f)   (leaves [*leading, heads, ...])
+  readout(params, h, xp)    -> y     (h = C_t q_t / max(|n_t^T q_t|, 1), the normalised memory read)
+
+so the engine can run the recurrent step, the parallel (quadratic, decay-matrix) form or the
+chunkwise form (`gatedrnn.scan.memory`); its carry is `MemoryCarry(c, n, m)` with the stabiliser m.
+
 `project` holds every computation that depends on the input only (one matmul for all
 steps), so the sequential `step` does just the recurrent work. `project` is
 element-wise over leading axes: the scan engine calls it on `[time, batch, d]`.
@@ -138,6 +147,7 @@ class Cell:
     hidden_size: int
 
     linear = False  # True for `LinearCell`s: the recurrence is linear in the state
+    matrix_memory = False  # True for `MatrixMemoryCell`s (the mLSTM): parallel and chunkwise forms
 
     def __post_init__(self):
         name = type(self).__name__
@@ -242,3 +252,89 @@ class LinearCell(Cell):
             a = jnp.where(reset[..., None], 0, a)
         h = (a * carry + b).astype(carry.dtype)
         return h, self.readout(params, h, xp)
+
+
+class MemoryInputs(NamedTuple):
+    """What a `MatrixMemoryCell` gives the engine per step (leaves [*leading, heads, ...]).
+
+    q is already scaled (the mLSTM's 1/sqrt(d_k)); log_i is the log of the exponential input
+    gate (its pre-activation i~), log_f the log forget gate (log sigmoid(f~), or f~ itself).
+    """
+
+    q: jax.Array  # [*leading, H, dk]
+    k: jax.Array  # [*leading, H, dk]
+    v: jax.Array  # [*leading, H, dv]
+    log_i: jax.Array  # [*leading, H]
+    log_f: jax.Array  # [*leading, H]   (<= 0 for a sigmoid forget gate)
+
+
+class MemoryCarry(NamedTuple):
+    """The stabilised state of a matrix memory: the true C_t, n_t are c * exp(m), n * exp(m)."""
+
+    c: jax.Array  # [*batch, H, dk, dv]
+    n: jax.Array  # [*batch, H, dk]
+    m: jax.Array  # [*batch, H]   the stabiliser (a running max of log gate products)
+
+
+@dataclasses.dataclass(frozen=True)
+class MatrixMemoryCell(Cell):
+    """Base of cells with a per-head matrix memory updated by a covariance rule (the mLSTM):
+
+      m_t = max(log f_t + m_{t-1}, log i_t)                          stabiliser
+      C_t = exp(log f_t + m_{t-1} - m_t) C_{t-1} + exp(log i_t - m_t) k_t v_t^T
+      n_t = exp(log f_t + m_{t-1} - m_t) n_{t-1} + exp(log i_t - m_t) k_t
+      h_t = C_t^T q_t / (max(|n_t^T q_t|, exp(-m_t)) + eps)          [H, dv]
+      y_t = readout(h_t, xp_t)
+
+    (C, n kept divided by exp(m_t); h is the same for any m up to eps: it is the unstabilised
+    C^T q / max(|n^T q|, 1).) The recurrence is linear in (C, n) with scalar gates that see the
+    input only, so the engine also solves it in parallel (mode "parallel": the quadratic form
+    with the decay matrix D_ts = exp(sum_{s<r<=t} log f_r + log i_s - m_t)) or chunk by chunk
+    (mode "chunkwise"); `step` below is the recurrent form, and all three agree (tested).
+    Subclasses define `init`, `project`, `memory_inputs`, `readout` and the sizes below.
+    """
+
+    matrix_memory = True
+    eps = 1e-6  # a subclass may make it a field
+
+    @property
+    def num_heads(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def key_size(self) -> int:
+        """dk, the per-head width of q and k."""
+        raise NotImplementedError
+
+    @property
+    def value_size(self) -> int:
+        """dv, the per-head width of v and of h."""
+        raise NotImplementedError
+
+    def initial_carry(self, batch_shape: tuple[int, ...], dtype=jnp.float32) -> MemoryCarry:
+        h, dk, dv = self.num_heads, self.key_size, self.value_size
+        return MemoryCarry(c=jnp.zeros((*batch_shape, h, dk, dv), dtype), n=jnp.zeros((*batch_shape, h, dk), dtype),
+                           m=jnp.zeros((*batch_shape, h), dtype))
+
+    def memory_inputs(self, params: Params, xp) -> MemoryInputs:
+        raise NotImplementedError
+
+    def readout(self, params: Params, h: jax.Array, xp) -> jax.Array:
+        """y [*leading, output_size] from h [*leading, H, dv]; default: the heads concatenated."""
+        return h.reshape(*h.shape[:-2], -1)
+
+    def step(self, params: Params, carry: MemoryCarry, xp, matmul=gate_matmul) -> tuple[MemoryCarry, jax.Array]:
+        """The recurrent form (equations above), in the carry's dtype (float32 for a float32 carry)."""
+        mi = self.memory_inputs(params, xp)
+        dt = carry.m.dtype
+        q, k, v = (a.astype(dt) for a in (mi.q, mi.k, mi.v))
+        log_i, log_f = mi.log_i.astype(dt), mi.log_f.astype(dt)
+        m = jnp.maximum(log_f + carry.m, log_i)
+        f = jnp.exp(log_f + carry.m - m)
+        i = jnp.exp(log_i - m)
+        c = f[..., None, None] * carry.c + i[..., None, None] * (k[..., :, None] * v[..., None, :])
+        n = f[..., None] * carry.n + i[..., None] * k
+        num = jnp.einsum("...k,...kv->...v", q, c)
+        den = jnp.einsum("...k,...k->...", q, n)
+        h = num / (jnp.maximum(jnp.abs(den), jnp.exp(-m)) + self.eps)[..., None]
+        return MemoryCarry(c, n, m), self.readout(params, h.astype(mi.v.dtype), xp)

@@ -12,11 +12,15 @@ nowhere else. Two modes:
               fast one on a few CPU cores: `parallel_scan`); optionally in chunks of
               `parallel_chunk` steps with the state passed between chunks.
 
+  chunkwise   the parallel form on chunks of `parallel_chunk` steps (64 by default), the state
+              passed from chunk to chunk: for long sequences, and the default of matrix-memory
+              cells (the mLSTM, `gatedrnn.scan.memory`), whose parallel form is quadratic in T.
+
 How it runs is one hashable `ScanOptions` value that layers and configs pass along
 (`model.scan.*` in every config).
 
 Modules: `options` (ScanOptions), `padding` (flip_sequences, select), `parallel` (linear_scan and
-the parallel mode), `sequential` (the step loop and its custom VJPs); this one is the entry point,
+the parallel mode), `memory` (the parallel and chunkwise forms of matrix-memory cells), `sequential` (the step loop and its custom VJPs); this one is the entry point,
 `scan_cell`, with what both modes share (lengths, reversal, resets, dtype, chunking, remat).
 """
 
@@ -31,9 +35,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from gatedrnn.cells import CELLS
-from gatedrnn.cells.base import Carry, Cell, Params
+from gatedrnn.cells.base import Carry, Cell, Params, accumulation_dtype
+from gatedrnn.scan.memory import memory_run
 from gatedrnn.scan.options import (
     ALGORITHMS,
+    CHUNKWISE_CHUNK,
     DTYPES,
     MODES,
     SCAN_FIELDS,
@@ -83,17 +89,20 @@ def _cast_floats(tree: Any, dtype) -> Any:
 
 
 def linear_cells() -> list[str]:
-    """The registered cells (`gatedrnn.CELLS`) whose recurrence is linear in the state."""
-    return [name for name, cls in CELLS.items() if getattr(cls, "linear", False)]
+    """The registered cells (`gatedrnn.CELLS`) whose recurrence is linear in the state: the
+    `LinearCell`s and the matrix-memory cells (mLSTM), which run in parallel and chunkwise modes."""
+    return [name for name, cls in CELLS.items()
+            if getattr(cls, "linear", False) or getattr(cls, "matrix_memory", False)]
 
 
 def resolve_mode(cell: Cell, mode: str) -> str:
-    """"auto" -> "parallel" for a linear cell, else "sequential"; "parallel" on a nonlinear cell
-    raises a one-line ConfigError naming the cells that support it."""
+    """"auto" -> "parallel" for a linear cell, "chunkwise" for a matrix-memory cell (mLSTM),
+    else "sequential"; "parallel" or "chunkwise" on a nonlinear cell raises a one-line
+    ConfigError naming the cells that support them."""
     if mode == "auto":
-        return "parallel" if cell.linear else "sequential"
-    if mode == "parallel" and not cell.linear:
-        raise ConfigError(f"mode='parallel' needs a cell whose recurrence is linear in the state "
+        return "parallel" if cell.linear else "chunkwise" if cell.matrix_memory else "sequential"
+    if mode in ("parallel", "chunkwise") and not (cell.linear or cell.matrix_memory):
+        raise ConfigError(f"mode={mode!r} needs a cell whose recurrence is linear in the state "
                           f"({', '.join(linear_cells())}); {type(cell).__name__} is not: use 'sequential' or 'auto'")
     return mode
 
@@ -138,17 +147,22 @@ def scan_cell(
         sequence's last step only if step 0 is marked; see `reverse_resets`).
       options: a `ScanOptions` (default `ScanOptions()`) for the keywords below; a keyword
         that is passed overrides the same field of `options`.
-      mode: "auto" (default): "parallel" for cells linear in the state (`cell.linear`), else
+      mode: "auto" (default): "parallel" for cells linear in the state (`cell.linear`),
+        "chunkwise" for matrix-memory cells (`cell.matrix_memory`: the mLSTM), else
         "sequential". "sequential": `lax.scan` over the steps. "parallel": all steps at once
         from the cell's (a_t, b_t) (see `parallel_scan`), accumulated in
         `accumulation_dtype` (float32 under bfloat16 compute), with a custom VJP that runs
         the backward recurrence g_t = dh_t + a_{t+1} g_{t+1} as one more scan, in reverse.
-        Same values and gradients as "sequential" (tested).
+        Same values and gradients as "sequential" (tested). A matrix-memory cell (mLSTM) runs
+        its parallel form instead: the decay-matrix (quadratic) form over the whole sequence
+        (`gatedrnn.scan.memory`), differentiated by JAX. "chunkwise": the parallel mode on
+        chunks of `parallel_chunk` steps (None: 64), the state passed between chunks.
       unroll: `lax.scan` unroll factor (default 1; sequential mode).
       remat: False (default); True or "sqrt" to checkpoint every ceil(sqrt(T)) steps; or a chunk
         length. Backward memory for the step residuals grows as O(T / chunk + chunk). In
         parallel mode each chunk (`parallel_chunk`, else the remat chunk) is checkpointed.
       dtype: compute dtype (e.g. jnp.bfloat16 or "bfloat16"); params and inputs are cast to it.
+        A matrix-memory cell's carry (the mLSTM's C, n, m) stays in float32 under bfloat16.
         None (default) keeps the input's dtype.
       vjp: (sequential mode) "fused" (default): a custom VJP that computes every recurrent
         weight's gradient as one matmul over all steps, instead of one small matmul per step;
@@ -165,9 +179,10 @@ def scan_cell(
         chunks keep the projected buffer K/T the size, which measured 1.3-1.7x faster on CPU
         (buffers of tens of MiB are re-faulted from the OS on every call). Under remat the
         remat chunk is used.
-      parallel_chunk: (parallel mode) None (default): one scan over all T steps.
-        K: a sequential scan over chunks of K steps, each solved in parallel from the state
-        the previous chunk ended in: memory O(K) per chunk's buffers, depth T/K * log K.
+      parallel_chunk: (parallel and chunkwise modes) None (default): parallel mode solves all T
+        steps at once, chunkwise mode uses chunks of 64. K: a sequential scan over chunks of K
+        steps, each solved in parallel from the state the previous chunk ended in: memory O(K)
+        per chunk's buffers (O(K^2) for the mLSTM), depth T/K * log K.
       parallel_scan: (parallel mode) "associative": `lax.associative_scan` (log-space
         operator for `cell.log_space` cells), O(log T) depth, for GPUs and TPUs. "linear":
         the gates and coefficients still for all steps at once, then one `lax.scan` of the
@@ -193,8 +208,10 @@ def scan_cell(
         seq_lengths = _check_lengths(seq_lengths, batch, time)
     if resets is not None:
         resets = _check_resets(resets, batch, time)
-    carry = cell.initial_carry((batch,), xs.dtype) if initial_carry is None else initial_carry
-    carry = _cast_floats(carry, xs.dtype)
+    # A matrix memory (mLSTM) sums many outer products: it is kept in float32 under bfloat16 compute.
+    carry_dtype = accumulation_dtype(xs.dtype) if cell.matrix_memory else xs.dtype
+    carry = cell.initial_carry((batch,), carry_dtype) if initial_carry is None else initial_carry
+    carry = _cast_floats(carry, carry_dtype)
 
     if reverse:
         xs = flip_sequences(xs, seq_lengths)
@@ -211,11 +228,16 @@ def scan_cell(
         # (0 * NaN), while `where` gives its input an exact zero cotangent.
         xs = jnp.where(mask[:, :, None], xs, 0)
 
-    if run_mode == "parallel":
-        chunk = opts.parallel_chunk or (_remat_chunk(opts.remat, time) if opts.remat else None)
-        run = functools.partial(parallel_run, cell, params, resolve_parallel_scan(opts.parallel_scan))
-        out_dtype = carry.dtype
-        carry = carry.astype(scan_dtype(carry.dtype))
+    parallel = run_mode in ("parallel", "chunkwise")
+    if parallel:
+        chunk = opts.parallel_chunk or (CHUNKWISE_CHUNK if run_mode == "chunkwise" else None)
+        chunk = chunk or (_remat_chunk(opts.remat, time) if opts.remat else None)
+        if cell.matrix_memory:
+            run = functools.partial(memory_run, cell, params)
+        else:
+            run = functools.partial(parallel_run, cell, params, resolve_parallel_scan(opts.parallel_scan))
+        out_dtypes = jax.tree.map(lambda a: a.dtype, carry)
+        carry = jax.tree.map(lambda a: a.astype(scan_dtype(a.dtype)), carry)
     else:
         chunk = _remat_chunk(opts.remat, time) if opts.remat else opts.projection_chunk
         if opts.vjp == "autodiff":
@@ -238,8 +260,8 @@ def scan_cell(
         carry, ys = (jax.checkpoint(run) if opts.remat else run)(carry, (xs, mask, resets))
     else:
         carry, ys = _chunked_scan(jax.checkpoint(run) if opts.remat else run, carry, (xs, mask, resets), time, chunk)
-    if run_mode == "parallel":
-        carry = carry.astype(out_dtype)
+    if parallel:
+        carry = jax.tree.map(lambda a, dt: a.astype(dt), carry, out_dtypes)
 
     ys = jnp.swapaxes(ys, 0, 1)
     if reverse:

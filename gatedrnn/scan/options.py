@@ -9,7 +9,8 @@ import jax.numpy as jnp
 
 from gatedrnn.validation import ConfigError, check_choice
 
-MODES = ("auto", "sequential", "parallel")
+MODES = ("auto", "sequential", "parallel", "chunkwise")
+CHUNKWISE_CHUNK = 64  # mode="chunkwise" with parallel_chunk=None: chunks of 64 steps (the official mLSTM kernels')
 VJPS = ("fused", "replay", "autodiff")
 ALGORITHMS = ("auto", "associative", "linear")  # ScanOptions.parallel_scan
 DTYPES = ("bfloat16", "float32", "float64")  # by name; any floating jnp dtype is accepted too
@@ -63,14 +64,16 @@ def _normalised(prefix: str, fields: dict[str, Any]) -> dict[str, Any]:
 class ScanOptions:
     """How `scan_cell` runs a cell; one hashable value passed through layers and configs.
 
-    mode: "auto" (default: "parallel" for cells linear in the state, else "sequential"),
-      "sequential" (`lax.scan` over the steps) or "parallel" (associative scan; linear cells only).
+    mode: "auto" (default: "parallel" for cells linear in the state, "chunkwise" for the mLSTM,
+      else "sequential"), "sequential" (`lax.scan` over the steps), "parallel" (associative scan,
+      or the mLSTM's quadratic form; linear cells only) or "chunkwise" (parallel within chunks of
+      `parallel_chunk` steps, default 64, sequential between them).
     vjp: "fused" (default), "replay" or "autodiff" (sequential mode).
     remat: False; True ("sqrt" is the same) to checkpoint every ceil(sqrt(T)) steps; or a chunk length.
     unroll: the `lax.scan` unroll factor (True: fully; sequential mode).
     projection_chunk: project K = 32 steps at a time; None: the whole sequence at once (sequential).
-    parallel_chunk: None (default): one scan over all T steps; K: chunks of K steps scanned in
-      parallel, the state passed from chunk to chunk (parallel mode).
+    parallel_chunk: None (default): one scan over all T steps (chunkwise mode: 64); K: chunks of
+      K steps scanned in parallel, the state passed from chunk to chunk (parallel and chunkwise modes).
     parallel_scan: "auto" (default: "linear" on CPU, else "associative"), "associative"
       (`lax.associative_scan`, O(log T) depth) or "linear" (one FMA loop; parallel mode).
     dtype: compute dtype (e.g. "bfloat16" or jnp.bfloat16; stored as a jnp dtype); None keeps the input's.
