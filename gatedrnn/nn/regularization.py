@@ -143,7 +143,7 @@ class RegularizedRNN(nnx.Module):
         for name, rate in (("input_dropout", input_dropout), ("recurrent_dropout", recurrent_dropout),
                            ("output_dropout", output_dropout), ("zoneout", zoneout)):
             _check_rate(name, rate)
-        if recurrent_dropout > 0 and layer.cell.linear:
+        if recurrent_dropout > 0 and (layer.cell.linear or layer.cell.matrix_memory):
             raise ValueError(f"recurrent_dropout has nothing to drop in {type(layer.cell).__name__} (a linear "
                              "recurrence: no recurrent weights); use zoneout or 0")
         self.layer = layer

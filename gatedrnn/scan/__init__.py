@@ -54,7 +54,7 @@ from gatedrnn.validation import ConfigError
 
 __all__ = [
     "ALGORITHMS", "DTYPES", "MODES", "SCAN_FIELDS", "VJPS", "ScanOptions", "flip_sequences", "linear_cells",
-    "linear_scan", "log_linear_scan", "resolve_mode", "resolve_parallel_scan", "reverse_resets", "scan_cell",
+    "linear_scan", "log_linear_scan", "parallel_cells", "resolve_mode", "resolve_parallel_scan", "reverse_resets", "scan_cell",
     "select", "with_overrides",
 ]
 
@@ -89,8 +89,13 @@ def _cast_floats(tree: Any, dtype) -> Any:
 
 
 def linear_cells() -> list[str]:
-    """The registered cells (`gatedrnn.CELLS`) whose recurrence is linear in the state: the
-    `LinearCell`s and the matrix-memory cells (mLSTM), which run in parallel and chunkwise modes."""
+    """The registered `LinearCell`s (`gatedrnn.CELLS`): h_t = a_t h_{t-1} + b_t."""
+    return [name for name, cls in CELLS.items() if getattr(cls, "linear", False)]
+
+
+def parallel_cells() -> list[str]:
+    """The registered cells that run in parallel and chunkwise modes: the `LinearCell`s and the
+    matrix-memory cells (mLSTM), whose recurrences are linear in the state."""
     return [name for name, cls in CELLS.items()
             if getattr(cls, "linear", False) or getattr(cls, "matrix_memory", False)]
 
@@ -103,7 +108,7 @@ def resolve_mode(cell: Cell, mode: str) -> str:
         return "parallel" if cell.linear else "chunkwise" if cell.matrix_memory else "sequential"
     if mode in ("parallel", "chunkwise") and not (cell.linear or cell.matrix_memory):
         raise ConfigError(f"mode={mode!r} needs a cell whose recurrence is linear in the state "
-                          f"({', '.join(linear_cells())}); {type(cell).__name__} is not: use 'sequential' or 'auto'")
+                          f"({', '.join(parallel_cells())}); {type(cell).__name__} is not: use 'sequential' or 'auto'")
     return mode
 
 
