@@ -8,6 +8,7 @@ from gatedrnn.cells import (
     MGU,
     RGLRU,
     S6,
+    SLSTM,
     UGRNN,
     Cell,
     ElmanRNN,
@@ -15,6 +16,7 @@ from gatedrnn.cells import (
     LSTMCarry,
     MinGRU,
     MinLSTM,
+    SLSTMCarry,
     make_cell,
 )
 from gatedrnn.nn.layers import RNN, Bidirectional, Stack, build_rnn
@@ -24,6 +26,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CELLS", "GRU", "LSTM", "MGU", "UGRNN", "Cell", "ElmanRNN", "LSTMCarry", "MinGRU", "make_cell",
-    "LRU", "RGLRU", "LinearCell", "MinLSTM", "S6",
+    "LRU", "RGLRU", "LinearCell", "MinLSTM", "S6", "SLSTM", "SLSTMCarry",
     "RNN", "Bidirectional", "Stack", "build_rnn", "ScanOptions", "flip_sequences", "linear_scan", "scan_cell",
 ]

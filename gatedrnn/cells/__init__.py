@@ -11,6 +11,7 @@ from gatedrnn.cells.minrnn import MinGRU, MinLSTM
 from gatedrnn.cells.rglru import RGLRU
 from gatedrnn.cells.rnn import ElmanRNN
 from gatedrnn.cells.s6 import S6
+from gatedrnn.cells.slstm import SLSTM, SLSTMCarry
 from gatedrnn.validation import ConfigError, check_choice
 
 CELLS: dict[str, type[Cell]] = {
@@ -24,6 +25,7 @@ CELLS: dict[str, type[Cell]] = {
     "lru": LRU,
     "rglru": RGLRU,
     "s6": S6,
+    "slstm": SLSTM,
 }
 
 
@@ -43,4 +45,4 @@ def make_cell(name: str, input_size: int, hidden_size: int, **options) -> Cell:
 
 
 __all__ = ["CELLS", "Cell", "ElmanRNN", "GRU", "LRU", "LSTM", "LSTMCarry", "LinearCell", "MGU", "MinGRU", "MinLSTM",
-           "RGLRU", "S6", "UGRNN", "make_cell"]
+           "RGLRU", "S6", "SLSTM", "SLSTMCarry", "UGRNN", "make_cell"]

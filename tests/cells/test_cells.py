@@ -114,5 +114,6 @@ def test_bad_hyperparameters_are_named(build, message):
 
 
 def test_registry_lists_every_cell():
-    assert set(CELLS) == {"rnn", "lstm", "gru", "mgu", "ugrnn", "mingru", "minlstm", "lru", "rglru", "s6"}
+    assert set(CELLS) == {"rnn", "lstm", "gru", "mgu", "ugrnn", "mingru", "minlstm", "lru", "rglru", "s6",
+                          "slstm", "mlstm"}
     assert hash(LSTM(3, 4, peephole=True)) == hash(LSTM(3, 4, peephole=True))
