@@ -9,9 +9,14 @@ linear cells' parallel mode (issue 13).
                                                           # sequential vs recurrentgemma vs torch GRU/LSTM,
                                                           # T = 1k, 8k, 64k; ~10 min on 2 cores
     python -m experiments.benchmark --suite=linear --quick   # size LQ (B2 T16 H8); ~30 s
+    python -m experiments.benchmark --suite=xlstm --repeats=3    # mLSTM chunkwise/parallel/sequential vs NX-AI's
+                                                          # native JAX kernels at B8 T256-4096; sLSTM vs LSTM
+                                                          # (ours, official, torch) at S1, S2; ~15 min on 2 cores
+    python -m experiments.benchmark --suite=xlstm --quick    # sizes MQ, SQ; ~1 min
 
 --suite=linear is `gatedrnn.lab.benchmark.linear` (its docstring defines the contestants, the loss, the
-memory columns and the per-contestant time budget); --suite=all runs both suites.
+memory columns and the per-contestant time budget); --suite=xlstm is `gatedrnn.lab.benchmark.xlstm`;
+--suite=all runs classic and linear (not xlstm).
 
 All contestants run in this one process on the same weights (torch's, mapped into ours with
 `gatedrnn.nn.interop.from_torch` and from ours into Flax's params), after a check that their outputs and
@@ -39,7 +44,9 @@ from absl import app, flags
 from gatedrnn.lab.benchmark import (
     LINEAR_CELLS,
     LINEAR_SIZES,
+    MLSTM_SIZES,
     QUICK,
+    SLSTM_SIZES,
     SIZES,
     Settings,
     run_benchmark,
@@ -51,7 +58,17 @@ from gatedrnn.validation import ConfigError
 FLAGS = flags.FLAGS
 DEFAULT = Settings()  # the flags' defaults are the Settings' own
 flags.DEFINE_string("suite", DEFAULT.suite, "classic (LSTM/GRU vs torch and Flax), linear (the linear cells: "
-                    "parallel vs sequential vs recurrentgemma vs torch) or all.")
+                    "parallel vs sequential vs recurrentgemma vs torch), xlstm (the mLSTM's forms vs NX-AI's "
+                    "kernels, the sLSTM vs LSTMs) or all (classic and linear).")
+flags.DEFINE_list("xlstm_sizes", list(DEFAULT.xlstm_sizes), "xlstm-suite mLSTM sizes, of "
+                  + ",".join(k for k in MLSTM_SIZES if k != "MQ") + " ('' for none).")
+flags.DEFINE_list("slstm_sizes", list(DEFAULT.slstm_sizes), "xlstm-suite sLSTM sizes, of "
+                  + ",".join(k for k in SLSTM_SIZES if k != "SQ") + " ('' for none).")
+flags.DEFINE_list("xlstm_chunks", [str(k) for k in DEFAULT.xlstm_chunks],
+                  "Chunk lengths K of the 'mlstm chunkwise[K]' and 'official chunkwise[K]' rows; the first "
+                  "official one is the agreement reference.")
+flags.DEFINE_float("xlstm_budget_s", DEFAULT.xlstm_budget_s,
+                   "Seconds of calls per xlstm contestant, size and mode (as --linear_budget_s).")
 flags.DEFINE_list("linear_sizes", list(DEFAULT.linear_sizes), "Linear-suite sizes, of "
                   + ",".join(k for k in LINEAR_SIZES if k != "LQ") + " (run in this order).")
 flags.DEFINE_list("linear_cells", list(DEFAULT.linear_cells), "Linear-suite cells, of " + ",".join(LINEAR_CELLS) + ".")
@@ -74,8 +91,8 @@ flags.DEFINE_float("min_time", DEFAULT.min_time, "Seconds one measurement averag
 flags.DEFINE_integer("torch_threads", DEFAULT.torch_threads, "torch.set_num_threads (default: os.cpu_count()).")
 flags.DEFINE_integer("unroll", DEFAULT.unroll, "lax.scan unroll of our layers (default: the layer's).")
 flags.DEFINE_string("out", DEFAULT.out, "Directory for benchmark.json and benchmark.md.")
-flags.DEFINE_bool("quick", False, "Tiny smoke run: size Q (B2 T12 I3 H5), remat T=16, linear size LQ, 2 repeats; "
-                  "flags given explicitly still win.")
+flags.DEFINE_bool("quick", False, "Tiny smoke run: size Q (B2 T12 I3 H5), remat T=16, linear size LQ, xlstm "
+                  "sizes MQ, SQ (chunk 16), 2 repeats; flags given explicitly still win.")
 flags.DEFINE_bool("no_malloc_tuning", False, "Do not re-exec with gatedrnn.lab.runtime.malloc_env().")
 flags.DEFINE_alias("no-malloc-tuning", "no_malloc_tuning")
 SETTINGS = [field.name for field in dataclasses.fields(Settings)]  # the flags that make a run's Settings

@@ -26,47 +26,11 @@ def xlstm_or_skip():
     return pytest.importorskip("xlstm", reason="XLSTM-MISSING: the xLSTM reference tests need pip install -e '.[dev]'")
 
 
-class _Stand_in:
-    """Any attribute, call or decoration: what mlstm_kernels' Triton modules touch at import time."""
-
-    def __getattr__(self, name):
-        return _Stand_in()
-
-    def __call__(self, *args, **kwargs):
-        return args[0] if len(args) == 1 and callable(args[0]) and not kwargs else _Stand_in()
-
-    def __getitem__(self, key):
-        return _Stand_in()
-
-    def __iter__(self):
-        return iter(())
-
-
 def mlstm_kernels_or_skip():
-    """NX-AI's `mlstm_kernels.jax` (native JAX mLSTM kernels), or a visible skip (CI fails on it).
-
-    Its package imports the Triton kernels beside the native ones; no Triton runs on a CPU, so stand-in
-    `triton`, `triton.language` and `jax_triton` modules go into sys.modules first (only where the real
-    ones are absent). Only the native kernels are called.
-    """
-    import sys
-    import types
-
+    """NX-AI's `mlstm_kernels.jax` native kernels (`gatedrnn.lab.benchmark.xlstm.load_mlstm_kernels`: stand-in
+    Triton modules, as no Triton runs on a CPU), or a visible skip (CI fails on it)."""
     pytest.importorskip("mlstm_kernels", reason="MLSTM-KERNELS-MISSING: the mLSTM reference tests need "
                                                 "pip install -e '.[dev]'")
-    for name in ("triton", "triton.language", "jax_triton"):
-        if name not in sys.modules:
-            try:
-                __import__(name)
-            except ImportError:
-                module = types.ModuleType(name)
-                module.__getattr__ = lambda attr: _Stand_in()
-                sys.modules[name] = module
-    sys.modules["triton"].language = sys.modules["triton.language"]
-    import mlstm_kernels.jax.chunkwise.native as chunkwise
-    import mlstm_kernels.jax.parallel.native as parallel
-    import mlstm_kernels.jax.recurrent.native_sequence as recurrent
+    from gatedrnn.lab.benchmark.xlstm import load_mlstm_kernels
 
-    return types.SimpleNamespace(chunkwise=chunkwise.mlstm_chunkwise__native_autograd,
-                                 parallel=parallel.mlstm_parallel__native_autograd,
-                                 recurrent=recurrent.mlstm_recurrent_sequence__native_fw)
+    return load_mlstm_kernels()

@@ -14,6 +14,8 @@ ours and Flax agree with torch and times them all interleaved. The rooms:
   run.py          `Settings` (the script's flags), `build_configs`, `run_benchmark`: one whole run and its files
   linear.py       the linear-cell suite (--suite=linear): each linear cell's parallel vs sequential mode,
                   recurrentgemma's RG-LRU and torch's GRU/LSTM, fwd+bwd tokens/s, memory, the issue's targets
+  xlstm.py        the xLSTM suite (--suite=xlstm): the mLSTM's chunkwise, parallel and sequential forms vs NX-AI's
+                  native JAX kernels (`load_mlstm_kernels`), the sLSTM vs our LSTM, the official sLSTM and torch's
 """
 
 from gatedrnn.lab.benchmark.contestants import (
@@ -41,13 +43,22 @@ from gatedrnn.lab.benchmark.linear import (
     run_linear,
     run_linear_size,
 )
-from gatedrnn.lab.benchmark.report import linear_table, machine_info, remat_table, report_markdown, speed_table
+from gatedrnn.lab.benchmark.report import (
+    linear_table,
+    machine_info,
+    mlstm_table,
+    remat_table,
+    report_markdown,
+    slstm_table,
+    speed_table,
+)
 from gatedrnn.lab.benchmark.run import (
     QUICK,
     SUITES,
     Settings,
     build_configs,
     check_linear,
+    check_xlstm,
     run_benchmark,
     settings_from_flags,
 )
@@ -63,6 +74,16 @@ from gatedrnn.lab.benchmark.timing import (
     run_config,
     time_interleaved,
 )
+from gatedrnn.lab.benchmark.xlstm import (
+    MLSTM_SIZES,
+    SLSTM_SIZES,
+    MSize,
+    load_mlstm_kernels,
+    run_mlstm_size,
+    run_slstm_size,
+    run_xlstm,
+    xlstm_targets,
+)
 
 __all__ = [
     "BF16_TOL", "FORWARD_TOL", "GATES", "GRAD_TOL", "LINEAR_CELLS", "LINEAR_SIZES", "MODES", "QUICK", "SIZES",
@@ -73,4 +94,6 @@ __all__ = [
     "layer_apply", "machine_info", "memory_stats", "ours_contestant", "ours_stack", "remat_report", "remat_table",
     "report_markdown", "run_benchmark", "run_config", "settings_from_flags", "speed_table", "time_interleaved",
     "torch_contestant", "torch_module",
+    "MLSTM_SIZES", "SLSTM_SIZES", "MSize", "check_xlstm", "load_mlstm_kernels", "mlstm_table", "run_mlstm_size",
+    "run_slstm_size", "run_xlstm", "slstm_table", "xlstm_targets",
 ]

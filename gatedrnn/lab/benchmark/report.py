@@ -18,6 +18,7 @@ import numpy as np
 from gatedrnn.lab.benchmark.contestants import contestant_name, engine_vjp_variants
 from gatedrnn.lab.benchmark.linear import own_sequential
 from gatedrnn.lab.benchmark.sizes import Size
+from gatedrnn.lab.benchmark.xlstm import MSize
 from gatedrnn.lab.tables import markdown_table
 
 # ----------------------------------------------------------------------------- the machine
@@ -169,6 +170,51 @@ def linear_targets_lines(linear: dict) -> list[str]:
     return lines
 
 
+def _tps(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def mlstm_table(xlstm: dict) -> str:
+    """The xlstm suite's mLSTM rows (`run_xlstm`): one per (size, contestant), tokens/s and ratios to the reference."""
+    reference = xlstm["mlstm"][0]["reference"] if xlstm["mlstm"] else "reference"
+    header = ["size", "contestant", "fwd+bwd tok/s", f"fwd+bwd × {reference}", "fwd tok/s", f"fwd × {reference}",
+              "compile s (fwd+bwd)", "memory MB (fwd+bwd)", "timed calls", "note"]
+    rows = []
+    for r in xlstm["mlstm"]:
+        size = f"{r['name']} ({MSize(**r['size'])})"
+        for name, c in r["contestants"].items():
+            if c.get("skipped"):
+                rows.append([size, name, "-", "-", "-", "-", "-", "-", "0", c["skipped"]])
+                continue
+            train, fwd, ratios = c["train"], c["forward"], r["ratios"][name]
+            note = "reference" if name == r["reference"] else ""
+            if not r["finite"].get(name, True):
+                note = "NON-FINITE outputs"
+            rows.append([size, name, _tps(train["tokens_per_s"]), _ratio(ratios["train"]), _tps(fwd["tokens_per_s"]),
+                         _ratio(ratios["forward"]), f"{train['compile_s']:.1f}", _mb(train["memory_bytes"]),
+                         f"{len(train['seconds'])} / {len(fwd['seconds'])}", note])
+    return markdown_table(header, rows)
+
+
+def slstm_table(xlstm: dict) -> str:
+    """The xlstm suite's sLSTM rows: fwd+bwd tokens/s, × our LSTM and × torch's nn.LSTM."""
+    header = ["size", "contestant", "fwd+bwd tok/s", "× lstm (ours)", "× torch LSTM", "compile s", "memory MB",
+              "timed calls", "note"]
+    rows = []
+    for r in xlstm["slstm"]:
+        size = f"{r['name']} ({Size(**r['size'])}, sLSTM {r['num_heads']} heads)"
+        for name, c in r["contestants"].items():
+            if c.get("skipped"):
+                rows.append([size, name, "-", "-", "-", "-", "-", "0", c["skipped"]])
+                continue
+            train, ratios = c["train"], r["ratios"][name]
+            note = "NON-FINITE outputs" if not r["finite"].get(name, True) else ""
+            rows.append([size, name, _tps(train["tokens_per_s"]), _ratio(ratios["lstm"]), _ratio(ratios["torch_lstm"]),
+                         "-" if train["compile_s"] is None else f"{train['compile_s']:.1f}", _mb(train["memory_bytes"]),
+                         str(len(train["seconds"])), note])
+    return markdown_table(header, rows)
+
+
 def report_markdown(report: dict, vjps: tuple[str | None, ...], command: str) -> str:
     """benchmark.md: the command, the machine, the speed table and the remat table."""
     m = report["machine"]
@@ -201,4 +247,28 @@ def report_markdown(report: dict, vjps: tuple[str | None, ...], command: str) ->
             *linear_targets_lines(lin),
             "",
         ]
+    if report.get("xlstm"):
+        x = report["xlstm"]
+        lines += [
+            f"mLSTM (xLSTM's matrix memory), float32: every row maps xs = concat(q, k, v) [b, t, 3h] to h~ [b, t, h] "
+            f"(the same gate projection, then the memory); fwd+bwd = the VJP of a fixed cotangent into params and xs. "
+            f"\"official\" = NX-AI's mlstm_kernels.jax native kernels (JAX autodiff) on the same q, k, v and gates; "
+            f"each row's outputs and input gradients were checked against the reference row before timing. "
+            f"XLA on {x['jax_cpu_threads']} cores; budget {x['budget_s']:g} s of calls per contestant, size and mode; "
+            f"memory: XLA temp + output bytes of the compiled fwd+bwd.",
+            "",
+            mlstm_table(x),
+            "Target (gatedrnn's chunkwise mLSTM at least as fast as the official native chunkwise kernel):",
+            "",
+            *linear_targets_lines(x),
+            "",
+        ]
+        if x["slstm"]:
+            lines += [
+                f"sLSTM vs LSTM, fwd+bwd, float32; torch on {m['torch_threads']} threads. slstm and lstm are ours "
+                "(scan_cell, sequential, the fused VJP); slstm was checked against the official sLSTM and lstm "
+                "against torch's on the same weights before timing.",
+                "",
+                slstm_table(x),
+            ]
     return "\n".join(lines)

@@ -20,6 +20,7 @@ from gatedrnn.lab.benchmark.linear import LINEAR_CELLS, LINEAR_SIZES, run_linear
 from gatedrnn.lab.benchmark.report import machine_info, report_markdown
 from gatedrnn.lab.benchmark.sizes import GATES, SIZES, Config
 from gatedrnn.lab.benchmark.timing import remat_report, run_config
+from gatedrnn.lab.benchmark.xlstm import CHUNKS, MLSTM_SIZES, SLSTM_SIZES, run_xlstm
 from gatedrnn.lab.runtime import malloc_env_active
 from gatedrnn.lab.tables import write_text
 from gatedrnn.validation import ConfigError, check_choice, check_positive
@@ -29,8 +30,10 @@ from gatedrnn.validation import ConfigError, check_choice, check_positive
 class Settings:
     """The benchmark's flags (see experiments/benchmark.py); sizes are keys of `SIZES`, linear_sizes of
     `LINEAR_SIZES`. `suite`: "classic" (LSTM/GRU vs torch and Flax, the remat report), "linear" (the
-    linear cells' parallel vs sequential modes, recurrentgemma and torch: `gatedrnn.lab.benchmark.linear`)
-    or "all"."""
+    linear cells' parallel vs sequential modes, recurrentgemma and torch: `gatedrnn.lab.benchmark.linear`),
+    "xlstm" (the mLSTM's forms vs NX-AI's kernels, the sLSTM vs LSTMs: `gatedrnn.lab.benchmark.xlstm`;
+    xlstm_sizes are keys of `MLSTM_SIZES`, slstm_sizes of `SLSTM_SIZES`) or "all" (classic and linear;
+    not xlstm, which takes ~10 min more)."""
 
     suite: str = "classic"
     sizes: tuple[str, ...] = ("S1", "S2", "S3", "S4")
@@ -48,19 +51,24 @@ class Settings:
     linear_cells: tuple[str, ...] = LINEAR_CELLS
     linear_chunks: tuple[int, ...] = ()  # extra "<cell> parallel[chunk K]" rows (parallel_chunk=K)
     linear_budget_s: float = 30.0  # seconds of calls per linear contestant and size (at least one call)
+    xlstm_sizes: tuple[str, ...] = ("M256", "M1k32", "M1k", "M4k")
+    slstm_sizes: tuple[str, ...] = ("S1", "S2")
+    xlstm_chunks: tuple[int, ...] = CHUNKS  # "mlstm chunkwise[K]" / "official chunkwise[K]" rows
+    xlstm_budget_s: float = 30.0  # seconds of calls per xlstm contestant, size and mode
 
 
 # --quick: tiny sizes, a smoke run of about a minute (as flag values; flags given explicitly still win)
 QUICK = {"sizes": ["Q"], "bidir_sizes": ["Q"], "bf16_sizes": ["Q"], "remat_lengths": ["16"], "remat_time_max": 16,
-         "repeats": 2, "min_time": 0.0, "linear_sizes": ["LQ"]}
-SUITES = ("classic", "linear", "all")
+         "repeats": 2, "min_time": 0.0, "linear_sizes": ["LQ"], "xlstm_sizes": ["MQ"], "slstm_sizes": ["SQ"],
+         "xlstm_chunks": ["16"]}
+SUITES = ("classic", "linear", "xlstm", "all")
 
 
 def settings_from_flags(values: dict) -> Settings:
     """`Settings` from flag values (lists of strings for the sizes, cells and remat lengths)."""
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
     ints = {}
-    for field in ("remat_lengths", "linear_chunks"):
+    for field in ("remat_lengths", "linear_chunks", "xlstm_chunks"):
         if field not in values:
             continue
         lengths = values[field]
@@ -80,6 +88,20 @@ def check_linear(settings: Settings) -> list:
         check_choice("--linear_cells", cell, LINEAR_CELLS)
     check_positive("--linear_budget_s", settings.linear_budget_s, integer=False)
     return [LINEAR_SIZES[s] for s in settings.linear_sizes]
+
+
+def check_xlstm(settings: Settings) -> tuple[list, list]:
+    """The xlstm suite's (mLSTM, sLSTM) sizes; ConfigError names a bad size, chunk list or budget."""
+    for size in settings.xlstm_sizes:
+        check_choice("--xlstm_sizes", size, MLSTM_SIZES)
+    for size in settings.slstm_sizes:
+        check_choice("--slstm_sizes", size, SLSTM_SIZES)
+    if not settings.xlstm_chunks:
+        raise ConfigError("--xlstm_chunks is empty: give at least one chunk length (the first is the reference)")
+    for chunk in settings.xlstm_chunks:
+        check_positive("--xlstm_chunks", chunk)
+    check_positive("--xlstm_budget_s", settings.xlstm_budget_s, integer=False)
+    return [MLSTM_SIZES[s] for s in settings.xlstm_sizes], [SLSTM_SIZES[s] for s in settings.slstm_sizes]
 
 
 def build_configs(settings: Settings) -> list[Config]:
@@ -103,6 +125,7 @@ def run_benchmark(settings: Settings, command: str) -> dict:
     import torch
 
     linear_sizes = check_linear(settings)
+    xlstm_sizes = check_xlstm(settings) if settings.suite == "xlstm" else None
     classic = settings.suite in ("classic", "all")
     configs = build_configs(settings) if classic else []
     torch.set_num_threads(settings.torch_threads or usable_cpus())
@@ -124,6 +147,9 @@ def run_benchmark(settings: Settings, command: str) -> dict:
         report["linear"] = run_linear(linear_sizes, cells=settings.linear_cells, chunks=settings.linear_chunks,
                                       repeats=settings.repeats, min_time=settings.min_time,
                                       budget_s=settings.linear_budget_s)
+    if xlstm_sizes is not None:
+        report["xlstm"] = run_xlstm(*xlstm_sizes, chunks=settings.xlstm_chunks, repeats=settings.repeats,
+                                    min_time=settings.min_time, budget_s=settings.xlstm_budget_s)
     report["wall_s"] = time.perf_counter() - start
     report["machine"]["loadavg_1_5_15_end"] = list(os.getloadavg())
 
