@@ -423,8 +423,13 @@ BLOCKS: dict[str, tuple[str, ...]] = {
     "griffin": ("conv_width", "mlp_expansion"),
     "min": (),
     "lru": (),
+    # xLSTM (gatedrnn.nn.xlstm): the mLSTM and sLSTM blocks, and the xLSTM[m:s] block stack
+    "mlstm": ("num_heads", "proj_factor", "round_to", "conv_width", "qkv_blocksize", "bias"),
+    "slstm": ("num_heads", "conv_width", "ff_proj_factor", "round_to", "ff_act"),
+    "xlstm": ("num_blocks", "ratio", "slstm_at", "post_norm", "num_heads", "proj_factor", "round_to", "conv_width",
+              "qkv_blocksize", "bias", "ff_proj_factor", "ff_act"),
 }
-RESIDUAL_BLOCKS = ("griffin", "min", "lru")
+RESIDUAL_BLOCKS = ("griffin", "min", "lru", "mlstm", "slstm", "xlstm")
 # block="auto": the block a cell needs to be more than a linear map of its input (the bare LRU
 # layer, y = Re(C h) + D x, is linear in x; its paper always runs it in the LRU block).
 AUTO_BLOCKS: dict[str, str] = {"lru": "lru"}
@@ -443,6 +448,9 @@ def make_block(name: str, cell: Cell, input_size: int, width: int, *, rngs: nnx.
       "griffin"  ResidualBlock(width, HawkBlock(width, width, cell)) options: conv_width (4), mlp_expansion (3)
       "min"      MinBlock(width, cell)
       "lru"      LRUBlock(width, cell)
+      "mlstm"    MLSTMBlock(input_size, width, cell)   (gatedrnn.nn.xlstm; the cell an MLSTM, re-sized)
+      "slstm"    SLSTMBlock(input_size, width, cell)   (the cell an SLSTM, re-sized)
+      "xlstm"    XLSTMStack(input_size, width, ...)    options: num_blocks, ratio or slstm_at, the blocks'
 
     ConfigError (one line) for an unknown name or option.
     """
@@ -452,6 +460,10 @@ def make_block(name: str, cell: Cell, input_size: int, width: int, *, rngs: nnx.
             raise ConfigError(f"model.block_options.{option} is not an option of the {name!r} block; "
                               f"choose from {sorted(BLOCKS[name])}")
     kw = dict(rngs=rngs, scan=scan, dtype=dtype, param_dtype=param_dtype)
+    if name in ("mlstm", "slstm", "xlstm"):
+        from gatedrnn.nn.xlstm import make_xlstm_block  # here: nn.xlstm builds on this module
+
+        return make_xlstm_block(name, cell, input_size, width, reverse=reverse, **options, **kw)
     if name == "hawk":
         return HawkBlock(input_size, width, cell, reverse=reverse, **options, **kw)
     if name == "griffin":

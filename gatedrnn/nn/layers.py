@@ -210,7 +210,10 @@ def build_rnn(
     `block_options` go to `make_block` (e.g. {"conv_width": 4, "mlp_expansion": 3}). A layer
     whose input size differs from hidden_size projects its input first (the residual blocks) or
     reads it directly (hawk's linear maps). The residual blocks refuse `residual=True` (they
-    have their own skip connection).
+    have their own skip connection). The xLSTM blocks (`gatedrnn.nn.xlstm`): "mlstm" and "slstm"
+    (cell "mlstm" / "slstm"), and "xlstm", one layer holding the xLSTM block stack of num_layers
+    mLSTM and sLSTM blocks (block_options {"ratio": "7:1"} or {"slstm_at": [...]}; cell "mlstm"
+    or "slstm", the stack builds both).
 
     Example:
       rnn = build_rnn("lstm", 8, 32, num_layers=2, bidirectional=True, rngs=nnx.Rngs(0),
@@ -227,6 +230,12 @@ def build_rnn(
         if residual and block in RESIDUAL_BLOCKS:
             raise ConfigError(f"model.residual=True is not valid with model.block={block!r}, which has its own "
                               "residual connection; use model.residual=False")
+        if block == "xlstm":  # one layer: the xLSTM block stack, num_layers blocks deep
+            from gatedrnn.nn.xlstm import build_xlstm
+
+            return build_xlstm(cell, input_size, hidden_size, rngs=rngs, num_layers=num_layers,
+                               bidirectional=bidirectional, merge=merge, dropout=dropout, scan=scan,
+                               block_options=block_options, param_dtype=param_dtype, **cell_options)
     layers = []
     size = input_size
     kw = dict(rngs=rngs, scan=scan, param_dtype=param_dtype)

@@ -17,7 +17,9 @@ from flax import nnx
 from gatedrnn import ScanOptions, build_rnn, flip_sequences, scan_cell
 from gatedrnn.cells.lru import LRU
 from gatedrnn.cells.minrnn import MinGRU, MinLSTM
+from gatedrnn.cells.mlstm import MLSTM
 from gatedrnn.cells.rglru import RGLRU
+from gatedrnn.cells.slstm import SLSTM
 from gatedrnn.nn.blocks import (
     BLOCKS,
     Conv1D,
@@ -297,8 +299,15 @@ def test_lru_block_is_x_plus_glu_of_gelu_of_lru_of_layernorm():
 
 def _block(name, input_size=5, width=8, seed=0, scan=None):
     cell = {"hawk": RGLRU(width, width, num_heads=2), "griffin": RGLRU(width, width), "min": MinGRU(width, width, expansion=2.0),
-            "lru": LRU(width, width, r_min=0.5, r_max=0.95)}[name]
-    return make_block(name, cell, input_size, width, rngs=nnx.Rngs(seed), scan=scan)
+            "lru": LRU(width, width, r_min=0.5, r_max=0.95), "mlstm": MLSTM(width, width, num_heads=2),
+            "slstm": SLSTM(width, width, num_heads=2), "xlstm": MLSTM(width, width, num_heads=2)}[name]
+    options = {"xlstm": {"num_blocks": 2, "ratio": "1:1"}}.get(name, {})  # an mLSTM and an sLSTM block
+    return make_block(name, cell, input_size, width, rngs=nnx.Rngs(seed), scan=scan, **options)
+
+
+# the xLSTM blocks run these in the slow suite (their fast, jitted versions: tests/nn/test_xlstm.py)
+PROTOCOL_BLOCKS = [pytest.param(n, marks=pytest.mark.slow) if n in ("mlstm", "slstm", "xlstm") else n
+                   for n in sorted(BLOCKS)]
 
 
 def _perturb_module(block, seed=5):
@@ -307,7 +316,7 @@ def _perturb_module(block, seed=5):
     return block
 
 
-@pytest.mark.parametrize("name", sorted(BLOCKS))
+@pytest.mark.parametrize("name", PROTOCOL_BLOCKS)
 def test_padding_changes_no_valid_output_or_gradient_and_padded_outputs_are_zero(name):
     block = _perturb_module(_block(name))
     x_nan = jnp.where(VALID, X, jnp.nan)
@@ -347,7 +356,7 @@ def _reversed_segments(x, resets, lengths):
     return jnp.asarray(xs), jnp.asarray(rows), jnp.asarray(starts), where
 
 
-@pytest.mark.parametrize("name", sorted(BLOCKS))
+@pytest.mark.parametrize("name", PROTOCOL_BLOCKS)
 def test_reverse_is_the_forward_block_on_each_segment_flipped_within_its_length(name):
     block = _perturb_module(_block(name))
     backward = nnx.clone(block)
@@ -363,7 +372,7 @@ def test_reverse_is_the_forward_block_on_each_segment_flipped_within_its_length(
         _close(y[b, s:e], alone[i, :e - s][::-1], atol=1e-5, err_msg=f"row {b} segment {s}:{e}")
 
 
-@pytest.mark.parametrize("name", sorted(BLOCKS))
+@pytest.mark.parametrize("name", PROTOCOL_BLOCKS)
 def test_chunks_run_one_after_another_from_the_carry_equal_one_pass(name):
     """The carry (conv state included) continues a sequence exactly, across document starts at
     a chunk's end (t = 3, 4) and in the next chunk; also what SequenceModel.step relies on."""
