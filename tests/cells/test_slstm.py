@@ -310,8 +310,13 @@ def test_long_sequence_with_large_input_gates_stays_finite_where_the_naive_form_
     keys = jax.random.split(jax.random.key(3), 2)
     x = jax.random.normal(keys[0], (1, time, 4 * hsz))
     x = x.at[..., :hsz].set(jax.random.uniform(keys[1], (1, time, hsz), minval=20.0, maxval=100.0))  # i~ up to 100
-    ys, carry = jax.jit(lambda p, x: scan_cell(cell, p, x))(params, x)
+    x = x.at[..., hsz:2 * hsz].add(0.5)  # forget gates mostly open: m grows ~0.5 a step under "exp"
+    run = jax.jit(lambda p, x, dtype: scan_cell(cell, p, x, dtype=dtype), static_argnums=2)
+    ys, carry = run(params, x, None)
     assert bool(jnp.all(jnp.isfinite(ys))) and all(bool(jnp.all(jnp.isfinite(a))) for a in carry)
+    ys16, carry16 = run(params, x, jnp.bfloat16)  # a bfloat16 carry: m ~ 2000 has a grid spacing of 16 there
+    assert bool(jnp.all(jnp.isfinite(ys16))) and all(bool(jnp.all(jnp.isfinite(a))) for a in carry16)
+    assert float(jnp.mean(jnp.abs(ys16.astype(jnp.float32) - ys))) < 0.05
     np_params = jax.tree.map(lambda a: np.asarray(a, np.float64), params)
     want, _, _ = _stabilised_only(np_params, np.asarray(x[0], np.float64), cell)
     np.testing.assert_allclose(ys[0], want, atol=1e-4)
