@@ -165,6 +165,30 @@ def test_slstm_block_equals_the_official_vanilla_block_with_copied_weights(conv,
 
 
 @pytest.mark.torch
+def test_load_official_reads_the_cuda_backends_slstm_layout_too():
+    """A CUDA-trained sLSTM block's state_dict keeps the cell's kernel [n, k, 4 k] and a head-major bias;
+    converted from the vanilla one (no GPU needed: the CUDA cell's layout maps only), it loads the same."""
+    import dataclasses as dc
+
+    from xlstm.blocks.slstm.cell import sLSTMCell_cuda
+
+    official = _official("slstm")
+    vanilla = official.xlstm.slstm_cell
+    cuda = sLSTMCell_cuda(dc.replace(vanilla.config, backend="cuda"), skip_backend_init=True)
+    state = dict(official.state_dict())
+    kernel, bias = vanilla.recurrent_kernel[:], vanilla.bias[:]  # the external layout
+    state["xlstm.slstm_cell._recurrent_kernel_"] = cuda._recurrent_kernel_ext2int(kernel)
+    state["xlstm.slstm_cell._bias_"] = cuda._bias_ext2int(bias)
+    assert tuple(state["xlstm.slstm_cell._recurrent_kernel_"].shape) == (2, 8, 32)
+    blocks = [SLSTMBlock(W, W, rngs=nnx.Rngs(0), num_heads=2) for _ in range(2)]
+    load_official(blocks[0], official.state_dict())
+    load_official(blocks[1], state)
+    _close(nnx.to_pure_dict(nnx.state(blocks[1])), nnx.to_pure_dict(nnx.state(blocks[0])), atol=0, rtol=0)
+    np.testing.assert_array_equal(blocks[0].rnn.params["r"][...], kernel.numpy())
+    np.testing.assert_array_equal(blocks[0].rnn.params["b"][...], bias.numpy())
+
+
+@pytest.mark.torch
 def test_stack_equals_the_official_xlstm_block_stack_1_1():
     official = _official("xlstm")
     stack = XLSTMStack(W, W, rngs=nnx.Rngs(0), num_blocks=2, ratio="1:1", num_heads=2)
@@ -344,6 +368,16 @@ def test_input_projection_and_bfloat16_compute():
         y16, _ = _run(b16, X, LENGTHS)
         assert y16.dtype == jnp.bfloat16 and all(p.dtype == jnp.float32 for p in jax.tree.leaves(nnx.state(b16)))
         _close(y16.astype(jnp.float32), _run(f32, X, LENGTHS)[0], atol=0.15, rtol=0.05)
+
+
+@pytest.mark.slow  # every init op compiles anew for each dtype
+def test_param_dtype_reaches_every_parameter():
+    dtypes = lambda m: {p.dtype for p in jax.tree.leaves(nnx.state(m, nnx.Param))}  # noqa: E731
+    build = lambda **kw: XLSTMStack(8, 8, rngs=nnx.Rngs(0), num_blocks=2, ratio="1:1", num_heads=2, **kw)  # noqa: E731
+    assert dtypes(build()) == {jnp.dtype(jnp.float32)}
+    assert dtypes(build(param_dtype=jnp.bfloat16)) == {jnp.dtype(jnp.bfloat16)}
+    with jax.enable_x64():
+        assert dtypes(build()) == {jnp.dtype(jnp.float64)}  # None: jnp.zeros' default under x64
 
 
 # --- placement, registry, configs -----------------------------------------------------------------
