@@ -7,11 +7,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import xlstm_or_skip
 from jax.test_util import check_grads
 
 from gatedrnn import SLSTM, SLSTMCarry, build_rnn, make_cell, scan_cell
 from gatedrnn.validation import ConfigError
+
+from conftest import xlstm_or_skip
 
 # --- a NumPy transcription of the paper's equations (Beck et al. 2024, appendix: sLSTM forward) -----
 
@@ -72,7 +73,8 @@ def _inputs(cell, shape, seed=1, scale=1.0):
 
 
 @pytest.mark.parametrize("forget_gate", ["sigmoid", "exp"])
-@pytest.mark.parametrize("inputs, num_heads", [("dense", 4), ("gates", 2), pytest.param("dense", 1, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("inputs, num_heads",
+                         [("dense", 4), ("gates", 2), pytest.param("dense", 1, marks=pytest.mark.slow)])
 def test_matches_numpy_transcription_of_the_paper(forget_gate, inputs, num_heads):
     hsz = 8
     cell = SLSTM(4 * hsz if inputs == "gates" else 3, hsz, num_heads=num_heads, forget_gate=forget_gate, inputs=inputs)
@@ -142,7 +144,8 @@ def test_equals_the_official_pytorch_slstm_values_and_gradients(num_heads, input
 
     tx = torch.tensor(x, requires_grad=True)
     gates = tx @ torch.tensor(np.asarray(params["w"])).reshape(d, 4 * hsz) if inputs == "dense" else tx
-    state = None if from_zeros else torch.stack([torch.tensor(np.asarray(a)) for a in (carry0.h, carry0.c, carry0.n, carry0.m)])
+    official_order = None if from_zeros else (carry0.h, carry0.c, carry0.n, carry0.m)
+    state = None if from_zeros else torch.stack([torch.tensor(np.asarray(a)) for a in official_order])
     ty, tstate = official(gates, state)  # tstate [4, b, h]: (h, c, n, m)
     (torch.sin(3 * ty).sum() + (tstate[:3] ** 2).sum()).backward()
 
@@ -150,13 +153,15 @@ def test_equals_the_official_pytorch_slstm_values_and_gradients(num_heads, input
         ys, carry = scan_cell(cell, params, x, initial_carry=carry0)
         return jnp.sum(jnp.sin(3 * ys)) + jnp.sum(carry.h**2) + jnp.sum(carry.c**2) + jnp.sum(carry.n**2), (ys, carry)
 
-    (_, (ys, carry)), (d_params, d_x) = jax.jit(jax.value_and_grad(loss, argnums=(0, 1), has_aux=True))(params, jnp.asarray(x))
+    grad_fn = jax.jit(jax.value_and_grad(loss, argnums=(0, 1), has_aux=True))
+    (_, (ys, carry)), (d_params, d_x) = grad_fn(params, jnp.asarray(x))
     np.testing.assert_allclose(ys, ty.detach().numpy(), atol=2e-6, rtol=1e-5)
     for i, name in enumerate(("h", "c", "n", "m")):
         np.testing.assert_allclose(getattr(carry, name), tstate[i].detach().numpy(), atol=2e-6, rtol=1e-5, err_msg=name)
     tol = dict(atol=1e-4, rtol=1e-4)
     np.testing.assert_allclose(d_x, tx.grad.numpy(), **tol)
-    np.testing.assert_allclose(d_params["r"], official._recurrent_kernel_int2ext(official._recurrent_kernel.grad).numpy(), **tol)
+    d_r = official._recurrent_kernel_int2ext(official._recurrent_kernel.grad)
+    np.testing.assert_allclose(d_params["r"], d_r.numpy(), **tol)
     np.testing.assert_allclose(d_params["b"], official._bias_int2ext(official._bias.grad).numpy(), **tol)
 
 
@@ -250,7 +255,8 @@ def test_resets_start_each_segment_from_zeros():
 def _loss(cell, **kw):
     def loss(params, x):
         ys, carry = scan_cell(cell, params, x, **kw)
-        return jnp.sum(jnp.sin(ys)) + sum(jnp.sum(a**2) for a in (carry.c, carry.n, carry.h)) + jnp.sum(jnp.sin(carry.m))
+        states = sum(jnp.sum(a**2) for a in (carry.c, carry.n, carry.h))
+        return jnp.sum(jnp.sin(ys)) + states + jnp.sum(jnp.sin(carry.m))
     return loss
 
 
@@ -361,7 +367,8 @@ def test_registered_and_built_by_name():
     from flax import nnx
 
     cell = make_cell("slstm", 3, 8, num_heads=2, forget_gate="exp")
-    assert cell == SLSTM(3, 8, num_heads=2, forget_gate="exp") and hash(cell) == hash(SLSTM(3, 8, num_heads=2, forget_gate="exp"))
+    same = SLSTM(3, 8, num_heads=2, forget_gate="exp")
+    assert cell == same and hash(cell) == hash(same)
     layer = build_rnn("slstm", 3, 8, rngs=nnx.Rngs(0), num_heads=2)
     ys, carry = layer(jnp.ones((2, 5, 3)))
     assert ys.shape == (2, 5, 8) and bool(jnp.all(jnp.isfinite(ys))) and isinstance(carry[0], SLSTMCarry)
@@ -370,12 +377,14 @@ def test_registered_and_built_by_name():
 @pytest.mark.parametrize("build, message", [
     (lambda: SLSTM(3, 10, num_heads=4), "SLSTM.num_heads=4 must divide hidden_size=10"),
     (lambda: SLSTM(3, 8, num_heads=0), "SLSTM.num_heads must be a positive integer, got 0"),
-    (lambda: SLSTM(3, 8, forget_gate="tanh"), "SLSTM.forget_gate='tanh' is not valid; choose one of ['exp', 'sigmoid']"),
+    (lambda: SLSTM(3, 8, forget_gate="tanh"),
+     "SLSTM.forget_gate='tanh' is not valid; choose one of ['exp', 'sigmoid']"),
     (lambda: SLSTM(3, 8, inputs="qkv"), "SLSTM.inputs='qkv' is not valid; choose one of ['dense', 'gates']"),
     (lambda: SLSTM(3, 8, inputs="gates"), "SLSTM.inputs='gates' needs input_size == 4 * hidden_size = 32"),
     (lambda: SLSTM(3, 8, bias=1), "SLSTM.bias must be True or False, got 1"),
     (lambda: SLSTM(3, 8, num_blocks=0), "SLSTM.num_blocks must be a positive integer, got 0"),
-    (lambda: SLSTM(3, 8, block_index=2, num_blocks=2), "SLSTM.block_index must be an integer in [0, num_blocks=2), got 2"),
+    (lambda: SLSTM(3, 8, block_index=2, num_blocks=2),
+     "SLSTM.block_index must be an integer in [0, num_blocks=2), got 2"),
     (lambda: make_cell("slstm", 3, 8, heads=2), "model.cell_options.heads is not an option of the 'slstm' cell"),
 ])
 def test_bad_options_are_one_line_config_errors(build, message):
