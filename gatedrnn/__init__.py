@@ -14,7 +14,9 @@ from gatedrnn.cells import (
     ElmanRNN,
     LinearCell,
     LSTMCarry,
+    MatrixMemoryCell,
     MinGRU,
+    MLSTM,
     MinLSTM,
     SLSTMCarry,
     make_cell,
@@ -26,6 +28,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CELLS", "GRU", "LSTM", "MGU", "UGRNN", "Cell", "ElmanRNN", "LSTMCarry", "MinGRU", "make_cell",
-    "LRU", "RGLRU", "LinearCell", "MinLSTM", "S6", "SLSTM", "SLSTMCarry",
+    "LRU", "RGLRU", "LinearCell", "MinLSTM", "S6", "SLSTM", "SLSTMCarry", "MLSTM", "MatrixMemoryCell",
     "RNN", "Bidirectional", "Stack", "build_rnn", "ScanOptions", "flip_sequences", "linear_scan", "scan_cell",
 ]

@@ -2,12 +2,13 @@
 
 import dataclasses
 
-from gatedrnn.cells.base import Cell, LinearCell
+from gatedrnn.cells.base import Cell, LinearCell, MatrixMemoryCell
 from gatedrnn.cells.gru import GRU
 from gatedrnn.cells.lru import LRU
 from gatedrnn.cells.lstm import LSTM, LSTMCarry
 from gatedrnn.cells.minimal import MGU, UGRNN
 from gatedrnn.cells.minrnn import MinGRU, MinLSTM
+from gatedrnn.cells.mlstm import MLSTM, MLSTMCarry
 from gatedrnn.cells.rglru import RGLRU
 from gatedrnn.cells.rnn import ElmanRNN
 from gatedrnn.cells.s6 import S6
@@ -26,6 +27,7 @@ CELLS: dict[str, type[Cell]] = {
     "rglru": RGLRU,
     "s6": S6,
     "slstm": SLSTM,
+    "mlstm": MLSTM,
 }
 
 
@@ -44,5 +46,5 @@ def make_cell(name: str, input_size: int, hidden_size: int, **options) -> Cell:
     return cls(input_size=input_size, hidden_size=hidden_size, **options)
 
 
-__all__ = ["CELLS", "Cell", "ElmanRNN", "GRU", "LRU", "LSTM", "LSTMCarry", "LinearCell", "MGU", "MinGRU", "MinLSTM",
+__all__ = ["CELLS", "Cell", "ElmanRNN", "GRU", "LRU", "LSTM", "LSTMCarry", "LinearCell", "MGU", "MLSTM", "MLSTMCarry", "MatrixMemoryCell", "MinGRU", "MinLSTM",
            "RGLRU", "S6", "SLSTM", "SLSTMCarry", "UGRNN", "make_cell"]
