@@ -33,48 +33,52 @@ def memory_run(cell, params, carry: MemoryCarry, inputs):
     """One span (xs [L, b, d], mask [L, b] or None, resets [L, b] or None) -> (carry, ys [L, b, out]).
 
     The memory arithmetic runs in the carry's dtype (float32 under bfloat16 compute); ys in the
-    input's dtype.
+    input's dtype. It runs heads first ([b, H, L, d], decay matrix [b, H, t, s]) so that every
+    matmul has its batch dims leading: 1.4-1.6x faster on CPU than time first (--suite=xlstm).
     """
     xs, mask, resets = inputs
     xp = cell.project(params, xs)
     mi = cell.memory_inputs(params, xp)
     acc = carry.m.dtype
-    q, k, v = (a.astype(acc) for a in (mi.q, mi.k, mi.v))  # [L, b, H, d]
-    log_i, log_f = mi.log_i.astype(acc), mi.log_f.astype(acc)  # [L, b, H]
+    # heads first, [b, H, L, d] and [b, H, L]: every matmul below has its batch dims (b, H) leading
+    q, k, v = (jnp.moveaxis(a.astype(acc), 0, 2) for a in (mi.q, mi.k, mi.v))
+    log_i, log_f = (jnp.moveaxis(a.astype(acc), 0, 2) for a in (mi.log_i, mi.log_f))
     time = xs.shape[0]
     if mask is not None:
-        valid = mask[:, :, None]
+        valid = jnp.swapaxes(mask, 0, 1)[:, None, :]  # [b, 1, L]
         log_i, log_f = jnp.where(valid, log_i, -jnp.inf), jnp.where(valid, log_f, 0)
         if resets is not None:
             resets = resets & mask
-    b_cum = jnp.cumsum(log_f, axis=0)  # B_t
-    causal = jnp.tril(jnp.ones((time, time), bool))[:, :, None, None]  # [t, s, 1, 1]
-    log_w = b_cum + carry.m[None]
-    carried = None  # [L, b, 1] whether the initial carry still reaches step t
+    b_cum = jnp.cumsum(log_f, axis=-1)  # B_t [b, H, L]
+    causal = jnp.tril(jnp.ones((time, time), bool))[None, None]  # [1, 1, t, s]
+    log_w = b_cum + carry.m[..., None]
+    carried = None  # [b, 1, L] whether the initial carry still reaches step t
     if resets is not None:
         t_idx = jnp.arange(time, dtype=jnp.int32)[:, None]
         start = jax.lax.cummax(jnp.where(resets, t_idx, -1), axis=0)  # [L, b] last reset <= t, -1: none
-        b_before = jnp.take_along_axis(b_cum - log_f, jnp.maximum(start, 0)[:, :, None], axis=0)  # B_{r-1}
-        carried = (start < 0)[:, :, None]
+        start = jnp.swapaxes(start, 0, 1)  # [b, L]
+        b_before = jnp.take_along_axis(b_cum - log_f, jnp.maximum(start, 0)[:, None, :], axis=-1)  # B_{r-1}
+        carried = (start < 0)[:, None, :]
         log_w = jnp.where(carried, log_w, b_cum - b_before)
-        causal = causal & (start[:, None] == start[None, :])[..., None]
-    log_d = jnp.where(causal, b_cum[:, None] - b_cum[None, :] + log_i[None, :], -jnp.inf)  # [t, s, b, H]
-    m = jnp.maximum(log_w, jnp.max(log_d, axis=1))  # [L, b, H]
-    d = jnp.exp(log_d - m[:, None])
+        causal = causal & (start[:, :, None] == start[:, None, :])[:, None]
+    log_d = jnp.where(causal, b_cum[..., :, None] - b_cum[..., None, :] + log_i[..., None, :], -jnp.inf)  # [b, H, t, s]
+    m = jnp.maximum(log_w, jnp.max(log_d, axis=-1))  # [b, H, L]
+    d = jnp.exp(log_d - m[..., None])
     w = jnp.exp(log_w - m)
     if carried is not None:
         w = jnp.where(carried, w, 0)
-    p = jnp.einsum("tbhk,sbhk->tsbh", q, k) * d
-    num = jnp.einsum("tsbh,sbhv->tbhv", p, v) + w[..., None] * jnp.einsum("tbhk,bhkv->tbhv", q, carry.c)
-    den = jnp.sum(p, axis=1) + w * jnp.einsum("tbhk,bhk->tbh", q, carry.n)
+    p = jnp.einsum("bhtk,bhsk->bhts", q, k) * d
+    num = jnp.einsum("bhts,bhsv->bhtv", p, v) + w[..., None] * jnp.einsum("bhtk,bhkv->bhtv", q, carry.c)
+    den = jnp.sum(p, axis=-1) + w * jnp.einsum("bhtk,bhk->bht", q, carry.n)
     h = num / (jnp.maximum(jnp.abs(den), jnp.exp(-m)) + jnp.asarray(cell.eps, acc))[..., None]
-    last = d[-1]  # [s, b, H]: each step's weight in the span's last state
-    c = w[-1][..., None, None] * carry.c + jnp.einsum("sbh,sbhk,sbhv->bhkv", last, k, v)
-    n = w[-1][..., None] * carry.n + jnp.einsum("sbh,sbhk->bhk", last, k)
-    ys = cell.readout(params, h.astype(xs.dtype), xp)
+    last = d[..., -1, :]  # [b, H, s]: each step's weight in the span's last state
+    w_last = w[..., -1]
+    c = w_last[..., None, None] * carry.c + jnp.einsum("bhsk,bhsv->bhkv", last[..., None] * k, v)
+    n = w_last[..., None] * carry.n + jnp.einsum("bhs,bhsk->bhk", last, k)
+    ys = cell.readout(params, jnp.moveaxis(h, 2, 0).astype(xs.dtype), xp)
     if mask is not None:
         ys = jnp.where(mask[:, :, None], ys, 0)
-    return MemoryCarry(c, n, m[-1]), ys
+    return MemoryCarry(c, n, m[..., -1]), ys
 
 
 def memory_dtype(dtype):

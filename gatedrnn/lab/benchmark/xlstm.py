@@ -265,7 +265,8 @@ def agreement(name: str, reference_name_: str, reference: tuple, other: tuple, *
     passed = bool(fwd <= forward_tol * scale_y and grad <= grad_tol * scale_g)  # False for NaN too
     if not passed:
         raise OutputMismatch(f"{name} disagrees with {reference_name_}: outputs by {fwd:.3g} "
-                             f"(tol {forward_tol * scale_y:.3g}), input grads by {grad:.3g} (tol {grad_tol * scale_g:.3g})")
+                             f"(tol {forward_tol * scale_y:.3g}), input grads by {grad:.3g} "
+                             f"(tol {grad_tol * scale_g:.3g})")
     return {"forward_max_abs_diff": fwd, "input_grad_max_abs_diff": grad, "passed": passed,
             "tolerance": {"forward": forward_tol * scale_y, "input_grad": grad_tol * scale_g}}
 
