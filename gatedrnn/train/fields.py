@@ -28,8 +28,11 @@ SHARED: dict[str, str] = {
     "model.bidirectional": "run each layer both ways and concatenate; refused for causal tasks (char_lm, chorales)",
     "model.dropout": "dropout between stacked layers, in training only",
     "model.residual": "add `x + layer(x)` around each layer whose input and output sizes agree",
-    "model.block": "a block of `gatedrnn.nn.blocks` around the cell: `hawk`, `griffin`, `min`, `lru`; `None`: plain "
-                   "layers; `auto`: plain layers except the LRU, which runs in its `lru` block",
+    "model.block": "a block of `gatedrnn.nn.blocks` around the cell: `hawk`, `griffin`, `min`, `lru`, `mlstm`, "
+                   "`slstm` (the xLSTM blocks, with cell `mlstm` / `slstm`) or `xlstm` (one layer: the xLSTM stack of "
+                   "`num_layers` mLSTM and sLSTM blocks, cell `mlstm` or `slstm`, `block_options` `ratio` 'm:s' or "
+                   "`slstm_at`); `None`: plain layers; `auto`: plain layers except the LRU, which runs in its `lru` "
+                   "block",
     "model.block_options": "the block's keyword options as one dict, e.g. `{'mlp_expansion': 3}`",
     "model.embed_size": "the token embedding size (tasks whose inputs are token ids)",
     "model.attention": "the encoder-decoder's attention: `additive`, `dot`, `general`, `concat`, `multihead`",
