@@ -151,7 +151,8 @@ def test_names_and_one_line_errors():
         linear.parallel_name("lru"), "lru parallel[associative]", "lru parallel[chunk 8]", "lru sequential"]
     assert linear.own_sequential("rglru recurrentgemma[associative]") == "rglru recurrentgemma[linear]"
     assert linear.own_sequential("torch GRU") is None and linear.own_sequential("lru sequential") is None
-    with pytest.raises(ConfigError, match=r"--suite='fast' is not valid; choose one of \['all', 'classic', 'linear'\]"):
+    with pytest.raises(ConfigError,
+                       match=r"--suite='fast' is not valid; choose one of \['all', 'classic', 'linear', 'xlstm'\]"):
         bm.check_linear(bm.Settings(suite="fast"))
     with pytest.raises(ConfigError, match="--linear_sizes='L2k' is not valid"):
         bm.check_linear(bm.Settings(suite="linear", linear_sizes=("L2k",)))

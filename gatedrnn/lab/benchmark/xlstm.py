@@ -233,24 +233,25 @@ def official_apply(cell, kernel: Callable, **kwargs) -> Callable:
     return apply
 
 
-def _jax_modes(name: str, apply: Callable, params: Any, x: jax.Array, g: jax.Array,
-               modes: tuple[str, ...] = MODES) -> tuple[dict[str, Timed], tuple]:
-    """Compiles fwd+bwd (and forward) of apply; runs each once; ({mode: Timed}, (y, d x) float32 numpy)."""
+def jax_train_timed(name: str, apply: Callable, params: Any, x: jax.Array, g: jax.Array) -> tuple[Timed, tuple]:
+    """Compiles the fwd+bwd of apply and runs it once: (Timed, (y, d x) as float32 numpy)."""
     compiled, compile_s, memory = jax_compile(_train(apply), params, x, g)
     t0 = time.perf_counter()
     y, _, d_x = jax.block_until_ready(compiled(params, x, g))
     first_s = time.perf_counter() - t0
     memory_bytes = memory["temp"] + memory["output"] if memory else None
-    timed = {"train": Timed(name, lambda: jax.block_until_ready(compiled(params, x, g)), compile_s,
-                            memory_bytes, "xla", first_s)}
-    if "forward" in modes:
-        fwd, fwd_compile_s, fwd_memory = jax_compile(apply, params, x)
-        t0 = time.perf_counter()
-        jax.block_until_ready(fwd(params, x))
-        fwd_first_s = time.perf_counter() - t0
-        timed["forward"] = Timed(name, lambda: jax.block_until_ready(fwd(params, x)), fwd_compile_s,
-                                 fwd_memory["temp"] + fwd_memory["output"] if fwd_memory else None, "xla", fwd_first_s)
+    timed = Timed(name, lambda: jax.block_until_ready(compiled(params, x, g)), compile_s, memory_bytes, "xla", first_s)
     return timed, (np.asarray(y, np.float32), np.asarray(d_x, np.float32))
+
+
+def jax_forward_timed(name: str, apply: Callable, params: Any, x: jax.Array) -> Timed:
+    """Compiles the forward of apply and runs it once."""
+    compiled, compile_s, memory = jax_compile(apply, params, x)
+    t0 = time.perf_counter()
+    jax.block_until_ready(compiled(params, x))
+    first_s = time.perf_counter() - t0
+    memory_bytes = memory["temp"] + memory["output"] if memory else None
+    return Timed(name, lambda: jax.block_until_ready(compiled(params, x)), compile_s, memory_bytes, "xla", first_s)
 
 
 def agreement(name: str, reference_name_: str, reference: tuple, other: tuple, *, forward_tol: float,
@@ -291,13 +292,16 @@ def run_mlstm_size(
     kernels: types.SimpleNamespace | None,
     previous: dict | None = None,
     seed: int = 0,
+    rows: tuple[str, ...] | None = None,
     contestants: dict[str, Callable] | None = None,
 ) -> dict:
     """Builds, checks and times every mLSTM row at one size; a JSON-ready dict.
 
     kernels: `load_mlstm_kernels()` (None: the official rows are skipped with a note, and the first
     of ours is the agreement reference). previous: the previous size's result, to predict and skip
-    rows over budget. contestants: name -> apply(params, xs) replacing the built ones (tests).
+    rows over budget. rows: the names to run (None: all of `mlstm_names(chunks)`), the first of them
+    that runs being the reference when the official one does not. contestants: name -> apply(params, xs)
+    replacing the built ones (tests).
     """
     gc.collect()
     cell = mlstm_cell(size)
@@ -326,6 +330,9 @@ def run_mlstm_size(
     else:
         applies[official_name("parallel")] = official_apply(cell, kernels.parallel)
     applies.update(contestants or {})
+    if rows is not None:
+        applies = {n: applies[n] for n in rows if n in applies}
+        skipped = {n: note for n, note in skipped.items() if n in rows}
     if t > PARALLEL_MAX_T:
         gib = 4 * t * t * b * size.num_heads / 2**30
         for name in (ours_name("parallel"), official_name("parallel")):
@@ -342,21 +349,24 @@ def run_mlstm_size(
                     del applies[name]
                     skipped[name] = f"skipped: ~{predicted:.0f} s per call predicted > budget {budget_s:g} s"
 
-    reference = reference_name(chunks) if reference_name(chunks) in applies else next(iter(applies))
-    order = [reference, *(n for n in applies if n != reference)]
+    reference = reference_name(chunks) if reference_name(chunks) in applies else next(iter(applies), None)
+    order = [reference, *(n for n in applies if n != reference)] if applies else []
     timed: dict[str, dict[str, Timed]] = {}
     outputs: dict[str, tuple] = {}
     finite: dict[str, bool] = {}
     checks: dict[str, dict] = {}
     for name in order:
         _log(name)
-        timed[name], outputs[name] = _jax_modes(name, applies[name], params, xs, g)
+        train, outputs[name] = jax_train_timed(name, applies[name], params, xs, g)
         finite[name] = bool(np.isfinite(outputs[name][0]).all() and np.isfinite(outputs[name][1]).all())
         if name != reference:
             checks[name] = agreement(name, reference, outputs[reference], outputs[name],
                                      forward_tol=MLSTM_FORWARD_TOL, grad_tol=MLSTM_GRAD_TOL)
             del outputs[name]
+        timed[name] = {"train": train}
     del outputs
+    for name in order:  # once every row agrees
+        timed[name]["forward"] = jax_forward_timed(name, applies[name], params, xs)
     results = _time_modes(timed, repeats=repeats, min_time=min_time, budget_s=budget_s, tokens=b * t)
     for name, note in skipped.items():
         results[name] = {"skipped": note}
@@ -482,8 +492,8 @@ def run_slstm_size(size: Size, *, repeats: int, min_time: float, budget_s: float
     for name, params in (("slstm", slstm_params), ("lstm", lstm_params)):
         if not over_budget(name, scale):
             _log(name)
-            modes, outputs[name] = _jax_modes(name, apply[name], params, x, g, modes=("train",))
-            timed[name] = modes
+            train, outputs[name] = jax_train_timed(name, apply[name], params, x, g)
+            timed[name] = {"train": train}
 
     official = "official sLSTM (torch vanilla)"
     try:
