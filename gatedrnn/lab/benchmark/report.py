@@ -198,18 +198,19 @@ def mlstm_table(xlstm: dict) -> str:
 
 def slstm_table(xlstm: dict) -> str:
     """The xlstm suite's sLSTM rows: fwd+bwd tokens/s, × our LSTM and × torch's nn.LSTM."""
-    header = ["size", "contestant", "fwd+bwd tok/s", "× lstm (ours)", "× torch LSTM", "compile s", "memory MB",
-              "timed calls", "note"]
+    header = ["size", "contestant", "fwd+bwd tok/s", "× lstm (ours)", "× torch LSTM", "× torch LSTM[1 thread]",
+              "compile s", "memory MB", "timed calls", "note"]
     rows = []
     for r in xlstm["slstm"]:
         size = f"{r['name']} ({Size(**r['size'])}, sLSTM {r['num_heads']} heads)"
         for name, c in r["contestants"].items():
             if c.get("skipped"):
-                rows.append([size, name, "-", "-", "-", "-", "-", "0", c["skipped"]])
+                rows.append([size, name, "-", "-", "-", "-", "-", "-", "0", c["skipped"]])
                 continue
             train, ratios = c["train"], r["ratios"][name]
             note = "NON-FINITE outputs" if not r["finite"].get(name, True) else ""
             rows.append([size, name, _tps(train["tokens_per_s"]), _ratio(ratios["lstm"]), _ratio(ratios["torch_lstm"]),
+                         _ratio(ratios["torch_lstm_1thread"]),
                          "-" if train["compile_s"] is None else f"{train['compile_s']:.1f}", _mb(train["memory_bytes"]),
                          str(len(train["seconds"])), note])
     return markdown_table(header, rows)
@@ -247,8 +248,8 @@ def report_markdown(report: dict, vjps: tuple[str | None, ...], command: str) ->
             *linear_targets_lines(lin),
             "",
         ]
-    if report.get("xlstm"):
-        x = report["xlstm"]
+    x = report.get("xlstm")
+    if x and x["mlstm"]:
         lines += [
             f"mLSTM (xLSTM's matrix memory), float32: every row maps xs = concat(q, k, v) [b, t, 3h] to h~ [b, t, h] "
             f"(the same gate projection, then the memory); fwd+bwd = the VJP of a fixed cotangent into params and xs. "
@@ -263,12 +264,12 @@ def report_markdown(report: dict, vjps: tuple[str | None, ...], command: str) ->
             *linear_targets_lines(x),
             "",
         ]
-        if x["slstm"]:
-            lines += [
-                f"sLSTM vs LSTM, fwd+bwd, float32; torch on {m['torch_threads']} threads. slstm and lstm are ours "
-                "(scan_cell, sequential, the fused VJP); slstm was checked against the official sLSTM and lstm "
-                "against torch's on the same weights before timing.",
-                "",
-                slstm_table(x),
-            ]
+    if x and x["slstm"]:
+        lines += [
+            f"sLSTM vs LSTM, fwd+bwd, float32; torch on {m['torch_threads']} threads (and [1 thread]). slstm and "
+            "lstm are ours (scan_cell, sequential, the fused VJP); slstm was checked against the official sLSTM "
+            "and lstm against torch's on the same weights before timing.",
+            "",
+            slstm_table(x),
+        ]
     return "\n".join(lines)

@@ -19,7 +19,8 @@ xs = concat(q, k, v) [b, t, 3h] (q, k, v ~ N(0, 1)) to the memory's output h~ [b
   mlstm parallel       the same, mode="parallel" (the quadratic form over all t at once); skipped for
                        t > `PARALLEL_MAX_T` (its [t, t, b, H] decay matrix and the matrices beside it, kept
                        for the backward pass, would need several GiB)
-  mlstm sequential     the same, mode="sequential" (the recurrent step in a lax.scan, JAX autodiff)
+  mlstm sequential     the same, mode="sequential" (the recurrent step in a lax.scan, the engine's default
+                       fused VJP: each step replayed in a reverse scan)
   official chunkwise[K]  NX-AI's `mlstm_kernels.jax` `mlstm_chunkwise__native_autograd(q, k, v, i, f,
                        chunk_size=K)` on the same q, k, v (heads first: [b, H, t, d]) and the same gate
                        pre-activations (our cell's `project`: the identical tiny Linear), JAX autodiff
@@ -42,6 +43,8 @@ sLSTM rows (the classic suite's sizes `SIZES`, S1 and S2 by default: x [b, t, d]
                        NX-AI's pure-PyTorch `xlstm` sLSTMCell (backend "vanilla") on our sLSTM's weights,
                        its gate inputs x @ W computed by torch
   torch LSTM           `torch.nn.LSTM(d, h, batch_first=True)`
+  ...[1 thread]        the two torch rows at 1 thread too, where torch has more: on a loaded 2-core machine
+                       torch's 2 threads can run 10-30x slower than one (they wait on each other)
 
 fwd+bwd only; `slstm` must give the official sLSTM's outputs and input gradients and `lstm` torch's
 (the same tolerances as the linear suite) before timing.
@@ -183,6 +186,17 @@ def mlstm_names(chunks: tuple[int, ...]) -> list[str]:
 
 
 SLSTM_NAMES = ("slstm", "lstm", "official sLSTM (torch vanilla)", "torch LSTM")
+OFFICIAL_SLSTM, TORCH_LSTM = SLSTM_NAMES[2:]
+
+
+def one_thread(name: str) -> str:
+    """"torch LSTM[1 thread]": a torch row run at 1 thread."""
+    return f"{name}[1 thread]"
+
+
+def slstm_names(single_thread: bool) -> list[str]:
+    """The sLSTM rows in table order (`single_thread`: the torch rows at 1 thread too)."""
+    return [*SLSTM_NAMES, *((one_thread(OFFICIAL_SLSTM), one_thread(TORCH_LSTM)) if single_thread else ())]
 
 
 def reference_name(chunks: tuple[int, ...]) -> str:
@@ -425,19 +439,26 @@ def _official_slstm(cell, params: dict):
     return official
 
 
-def _torch_train_timed(name: str, forward: Callable, params: list, x: np.ndarray, g: np.ndarray) -> tuple[Timed, tuple]:
-    """A torch fwd+bwd: forward(x) -> y, backward of g into params and x; (Timed, (y, d x) numpy)."""
+def _torch_train_timed(name: str, forward: Callable, params: list, x: np.ndarray, g: np.ndarray,
+                       threads: int | None = None) -> tuple[Timed, tuple]:
+    """A torch fwd+bwd: forward(x) -> y, backward of g into params and x, at `threads` (None: the process's
+    torch thread count); (Timed, (y, d x) numpy)."""
     import torch
 
     xt, gt = torch.from_numpy(x), torch.from_numpy(g)
 
     def call():
-        for p in params:
-            p.grad = None
-        xr = xt.detach().requires_grad_(True)
-        y = forward(xr)
-        y.backward(gt)
-        return y.detach(), xr.grad
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads or before)
+        try:
+            for p in params:
+                p.grad = None
+            xr = xt.detach().requires_grad_(True)
+            y = forward(xr)
+            y.backward(gt)
+            return y.detach(), xr.grad
+        finally:
+            torch.set_num_threads(before)
 
     t0 = time.perf_counter()
     y, d_x = call()
@@ -495,23 +516,25 @@ def run_slstm_size(size: Size, *, repeats: int, min_time: float, budget_s: float
             train, outputs[name] = jax_train_timed(name, apply[name], params, x, g)
             timed[name] = {"train": train}
 
-    official = "official sLSTM (torch vanilla)"
+    official = OFFICIAL_SLSTM
+    single_thread = torch.get_num_threads() > 1  # torch at its thread count, and at 1 thread
+    torch_rows = []
     try:
         cell_torch = _official_slstm(slstm, slstm_params)
     except ImportError as e:
         skipped[official] = f"skipped: {e} (pip install -e '.[dev]')"
     else:
-        if not over_budget(official, scale):
-            _log(official)
-            w = torch.tensor(np.asarray(slstm_params["w"]).reshape(d, 4 * h))
-            timed[official] = {}
-            timed[official]["train"], outputs[official] = _torch_train_timed(
-                official, lambda xr: cell_torch(xr @ w)[0], [w, *cell_torch.parameters()], x_np, g_np)
-    if not over_budget("torch LSTM", scale):
-        _log("torch LSTM")
-        timed["torch LSTM"] = {}
-        timed["torch LSTM"]["train"], outputs["torch LSTM"] = _torch_train_timed(
-            "torch LSTM", lambda xr: lstm_module(xr)[0], list(lstm_module.parameters()), x_np, g_np)
+        w = torch.tensor(np.asarray(slstm_params["w"]).reshape(d, 4 * h))
+        torch_rows.append((official, lambda xr: cell_torch(xr @ w)[0], [w, *cell_torch.parameters()]))
+    torch_rows.append((TORCH_LSTM, lambda xr: lstm_module(xr)[0], list(lstm_module.parameters())))
+    for threads in (None, 1) if single_thread else (None,):
+        for name, forward, weights in torch_rows:
+            label = name if threads is None else one_thread(name)
+            if not over_budget(label, scale):
+                _log(label)
+                train, out = _torch_train_timed(label, forward, weights, x_np, g_np, threads)
+                timed[label] = {"train": train}
+                outputs.setdefault(name, out)
     finite = {n: bool(np.isfinite(o[0]).all() and np.isfinite(o[1]).all()) for n, o in outputs.items()}
     for ours, theirs in (("slstm", official), ("lstm", "torch LSTM")):
         if ours in outputs and theirs in outputs:
@@ -521,14 +544,14 @@ def run_slstm_size(size: Size, *, repeats: int, min_time: float, budget_s: float
     results = _time_modes(timed, repeats=repeats, min_time=min_time, budget_s=budget_s, tokens=b * t)
     for name, note in skipped.items():
         results[name] = {"skipped": note}
-    results = {n: results[n] for n in SLSTM_NAMES if n in results}
+    results = {n: results[n] for n in slstm_names(single_thread) if n in results}
 
-    def tps(name):
-        return results.get(name, {}).get("train", {}).get("tokens_per_s")
+    def ratio(num, den):
+        a, b = (results.get(n, {}).get("train", {}).get("tokens_per_s") for n in (num, den))
+        return a / b if a and b else None
 
-    ratios = {n: {"lstm": tps(n) / tps("lstm") if tps(n) and tps("lstm") else None,
-                  "torch_lstm": tps(n) / tps("torch LSTM") if tps(n) and tps("torch LSTM") else None}
-              for n in results}
+    ratios = {n: {"lstm": ratio(n, "lstm"), "torch_lstm": ratio(n, TORCH_LSTM),
+                  "torch_lstm_1thread": ratio(n, one_thread(TORCH_LSTM))} for n in results}
     return {"name": size.name, "size": dataclasses.asdict(size), "tokens": b * t, "num_heads": heads,
             "contestants": results, "ratios": ratios, "agreement": checks, "finite": finite}
 
