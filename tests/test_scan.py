@@ -329,7 +329,7 @@ def test_analytic_backward_is_exact_in_float64(name):
 @pytest.mark.parametrize(
     "fields, message",
     [
-        (dict(mode="fast"), "ScanOptions.mode='fast' is not valid; choose one of ['auto', 'parallel', 'sequential']"),
+        (dict(mode="fast"), "ScanOptions.mode='fast' is not valid; choose one of ['auto', 'chunkwise', 'parallel', 'sequential']"),
         (dict(vjp="fast"), "ScanOptions.vjp='fast' is not valid; choose one of ['autodiff', 'fused', 'replay']"),
         (dict(remat=0), "ScanOptions.remat must be False, True, 'sqrt' or a positive chunk length, got 0"),
         (dict(remat="cube"), "ScanOptions.remat must be False, True, 'sqrt' or a positive chunk length, got 'cube'"),

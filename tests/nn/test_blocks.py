@@ -432,7 +432,7 @@ def test_build_rnn_block_layers_and_their_errors():
     hawk = build_rnn("gru", 5, 8, block="hawk", block_options={"conv_width": 2}, rngs=nnx.Rngs(0)).layers[0]
     assert hawk.conv_1d.temporal_width == 2 and hawk.linear_x.in_features == 5
     cases = [
-        (dict(block="griffon"), r"^model\.block='griffon' is not valid; choose one of \['griffin', 'hawk', 'lru', 'min'\]$"),
+        (dict(block="griffon"), r"^model\.block='griffon' is not valid; choose one of \['griffin', 'hawk', 'lru', 'min', 'mlstm', 'slstm', 'xlstm'\]$"),
         (dict(block="min", block_options={"conv_width": 4}),
          r"^model\.block_options\.conv_width is not an option of the 'min' block; choose from \[\]$"),
         (dict(block="griffin", residual=True), r"^model\.residual=True is not valid with model\.block='griffin'"),

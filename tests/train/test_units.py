@@ -354,7 +354,7 @@ def test_every_optimizer_descends_and_clips(name):
         ("optim.name", "adam", r"optim.name='adam' is not valid; choose one of \['adamw', 'rmsprop', 'sgd'\]"),
         ("model.scan.dtype", "float16", r"model.scan.dtype='float16' is not valid; choose one of \['bfloat16', 'float32'\]"),
         ("model.scan.vjp", "fast", r"^model.scan.vjp='fast' is not valid; choose one of \['autodiff', 'fused', 'replay'\]$"),
-        ("model.scan.mode", "fast", r"^model.scan.mode='fast' is not valid; choose one of \['auto', 'parallel', 'sequential'\]$"),
+        ("model.scan.mode", "fast", r"^model.scan.mode='fast' is not valid; choose one of \['auto', 'chunkwise', 'parallel', 'sequential'\]$"),
         ("model.scan.remat", -2, r"^model.scan.remat must be False, True, 'sqrt' or a positive chunk length, got -2$"),
         ("model.scan.unroll", 0, r"^model.scan.unroll must be a positive integer or True \(unroll fully\), got 0$"),
     ],
