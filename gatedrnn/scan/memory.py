@@ -26,7 +26,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from gatedrnn.cells.base import MemoryCarry, accumulation_dtype
+from gatedrnn.cells.base import MemoryCarry
 
 
 def memory_run(cell, params, carry: MemoryCarry, inputs):
@@ -79,8 +79,3 @@ def memory_run(cell, params, carry: MemoryCarry, inputs):
     if mask is not None:
         ys = jnp.where(mask[:, :, None], ys, 0)
     return MemoryCarry(c, n, m[..., -1]), ys
-
-
-def memory_dtype(dtype):
-    """The dtype of the memory arithmetic for a compute dtype: float32 for bfloat16."""
-    return accumulation_dtype(dtype)
