@@ -15,6 +15,12 @@ from gatedrnn.train.config import ConfigError
 CHECKPOINT_DIR = "checkpoints"  # a run's checkpoints live in <workdir>/checkpoints/<step>/
 
 
+def checkpoint_steps(directory: str) -> list[int]:
+    """The steps saved in `directory`, read from its names without opening a CheckpointManager
+    (whose background threads a process that exits at once can race)."""
+    return sorted(ocp.utils.checkpoint_steps(directory)) if os.path.isdir(directory) else []
+
+
 class Checkpointer:
     """Saves the train state (a pytree of arrays) under `directory/<step>`.
 

@@ -31,7 +31,7 @@ from flax import nnx
 
 from gatedrnn.tasks.registry import Task
 from gatedrnn.train import distributed, provenance
-from gatedrnn.train.checkpoint import CHECKPOINT_DIR, Checkpointer
+from gatedrnn.train.checkpoint import CHECKPOINT_DIR, Checkpointer, checkpoint_steps
 from gatedrnn.train.config import ConfigError
 from gatedrnn.train.loop import (Experiment, abstract_state, eval_batches, evaluate, init_state, make_eval_fn,
                                  make_experiment)
@@ -180,14 +180,14 @@ def load_run(workdir: str | None = None, *, config: ml_collections.ConfigDict | 
     step = best_step(workdir) if checkpoint == "best" else checkpoint
     if checkpoint == "best" and step is None:
         raise ConfigError(f"no checkpoint in {directory} recorded an eval loss; use checkpoint='newest'")
+    if step != "newest" and step not in checkpoint_steps(directory):  # before any checkpointer starts
+        steps = ", ".join(map(str, checkpoint_steps(directory))) or "none"
+        raise ConfigError(f"checkpoint={checkpoint!r} names no checkpoint in {directory} (the steps there: {steps})")
     abstract = abstract_state(exp, distributed.replicated(distributed.make_mesh()))
     ckpt = Checkpointer(directory, keep=1_000_000, keep_best=0)  # only reads: its policies never delete here
     try:
         if step == "newest":
             step, state = ckpt.restore_newest(abstract.as_dict(), report=lambda message: None)
-        elif step not in ckpt.all_steps():
-            steps = ", ".join(map(str, ckpt.all_steps())) or "none"
-            raise ConfigError(f"checkpoint={checkpoint!r} names no checkpoint in {directory} (the steps there: {steps})")
         else:
             state = ckpt.restore(step, abstract.as_dict())
     finally:
