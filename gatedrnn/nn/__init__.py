@@ -10,7 +10,8 @@ stack), `attention`, `heads` (many-to-one readouts),
 
 from gatedrnn.nn.blocks import BLOCKS, HawkBlock, LRUBlock, MinBlock, ResidualBlock, make_block
 from gatedrnn.nn.layers import RNN, Bidirectional, Stack, build_rnn
-from gatedrnn.nn.xlstm import MLSTMBlock, SLSTMBlock, XLSTMStack, load_official
+from gatedrnn.nn.interop import load_official
+from gatedrnn.nn.xlstm import MLSTMBlock, SLSTMBlock, XLSTMStack
 
 __all__ = ["BLOCKS", "HawkBlock", "LRUBlock", "MinBlock", "ResidualBlock", "make_block",
            "RNN", "Bidirectional", "Stack", "build_rnn", "MLSTMBlock", "SLSTMBlock", "XLSTMStack", "load_official"]

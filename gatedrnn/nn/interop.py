@@ -1,4 +1,5 @@
-"""PyTorch interop: `from_torch(module)` and `to_torch(layer)` (public API; names are stable).
+"""PyTorch interop: `from_torch(module)` and `to_torch(layer)` (public API; names are stable), and
+`load_official(module, state_dict)`, NX-AI's official xLSTM blocks' weights into `gatedrnn.nn.xlstm`'s.
 
     layer = from_torch(torch.nn.LSTM(8, 32, num_layers=2, bidirectional=True, proj_size=16))
     outputs, carry = layer(x, seq_lengths=lengths)   # x [batch, time, 8], always batch-first
@@ -38,7 +39,9 @@ from flax import nnx
 from gatedrnn.cells import GRU, LSTM, ElmanRNN
 from gatedrnn.nn.attention import MultiHeadAttention
 from gatedrnn.nn.layers import RNN, Bidirectional, Stack
+from gatedrnn.nn.blocks import Conv1D
 from gatedrnn.nn.params import param_values
+from gatedrnn.nn.xlstm import HeadwiseLinear, MLSTMBlock, SLSTMBlock, XLSTMStack
 
 _GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
 
@@ -223,3 +226,108 @@ def to_torch(layer):
                 for name, value in tensors.items():
                     getattr(module, f"{name}_l{k}{suffix}").copy_(torch.tensor(np.array(value, np.float32)))
     return module
+
+
+# --- NX-AI's official xLSTM blocks (PyTorch) -> ours ---------------------------------------------------------------
+
+
+def _array(value) -> np.ndarray:
+    """A torch tensor (without importing torch) or any array -> numpy."""
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+def _set(param: nnx.Variable, value, name: str) -> None:
+    value = _array(value)
+    if tuple(value.shape) != tuple(param.shape):
+        raise ValueError(f"load_official: {name} has shape {tuple(value.shape)}, expected {tuple(param.shape)}")
+    param[...] = jnp.asarray(value, param.dtype)
+
+
+def _load_linear(linear: nnx.Linear, state: dict, name: str) -> None:
+    _set(linear.kernel, _array(state[f"{name}.weight"]).T, f"{name}.weight")
+    if linear.bias is not None:
+        _set(linear.bias, state[f"{name}.bias"], f"{name}.bias")
+
+
+def _load_headwise(linear: HeadwiseLinear, state: dict, name: str) -> None:
+    _set(linear.weight, state[f"{name}.weight"], f"{name}.weight")
+    if linear.bias is not None:
+        _set(linear.bias, state[f"{name}.bias"], f"{name}.bias")
+
+
+def _load_conv(conv: Conv1D | None, state: dict, name: str) -> None:
+    if conv is None:
+        return
+    _set(conv.w, _array(state[f"{name}.conv.weight"])[:, 0, :].T, f"{name}.conv.weight")  # [C, 1, k] -> [k, C]
+    _set(conv.b, state[f"{name}.conv.bias"], f"{name}.conv.bias")
+
+
+def _load_mlstm(block: MLSTMBlock, state: dict, p: str) -> None:
+    _set(block.xlstm_norm.weight, state[p + "xlstm_norm.weight"], p + "xlstm_norm.weight")
+    p += "xlstm."
+    _load_linear(block.proj_up, state, p + "proj_up")
+    _load_conv(block.conv1d, state, p + "conv1d")
+    for name in ("q_proj", "k_proj", "v_proj"):
+        _load_headwise(getattr(block, name), state, p + name)
+    params = block.rnn.params
+    for gate in ("i", "f"):
+        name = f"{p}mlstm_cell.{gate}gate"
+        _set(params[f"w_{gate}"], _array(state[name + ".weight"]).T, name + ".weight")
+        _set(params[f"b_{gate}"], state[name + ".bias"], name + ".bias")
+    _set(block.outnorm.weight, state[p + "mlstm_cell.outnorm.weight"], p + "mlstm_cell.outnorm.weight")
+    _set(block.learnable_skip, state[p + "learnable_skip"], p + "learnable_skip")
+    _load_linear(block.proj_down, state, p + "proj_down")
+
+
+def _slstm_external(cell, kernel: np.ndarray, bias: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The official sLSTM cell's internal `_recurrent_kernel_` / `_bias_` -> the external layout
+    gatedrnn's SLSTM keeps (r [n, k, 4, k], b [n, 4, k]): the vanilla backend's [n, 4 k, k] and
+    gate-major bias, or the CUDA backend's [n, k, 4 k] and head-major bias (told apart by the kernel)."""
+    n, k = cell.num_heads, cell.head_size
+    if kernel.shape == (n, 4 * k, k):  # vanilla (for k = 1 both layouts agree)
+        return kernel.reshape(n, 4, k, k).transpose(0, 3, 1, 2), bias.reshape(4, n, k).transpose(1, 0, 2)
+    if kernel.shape == (n, k, 4 * k):  # cuda
+        return kernel.reshape(n, k, 4, k), bias.reshape(n, 4, k)
+    raise ValueError(f"load_official: slstm_cell._recurrent_kernel_ has shape {kernel.shape}, expected "
+                     f"{(n, 4 * k, k)} (vanilla) or {(n, k, 4 * k)} (cuda)")
+
+
+def _load_slstm(block: SLSTMBlock, state: dict, p: str) -> None:
+    _set(block.xlstm_norm.weight, state[p + "xlstm_norm.weight"], p + "xlstm_norm.weight")
+    q = p + "xlstm."
+    _load_conv(block.conv1d, state, q + "conv1d")
+    # the official layer: i, f, z, o = fgate(x_conv), igate(x_conv), zgate(x), ogate(x)
+    for mine, theirs in (("igate", "fgate"), ("fgate", "igate"), ("zgate", "zgate"), ("ogate", "ogate")):
+        _load_headwise(getattr(block, mine), state, q + theirs)
+    kernel, bias = _slstm_external(block.rnn.cell, _array(state[q + "slstm_cell._recurrent_kernel_"]),
+                                   _array(state[q + "slstm_cell._bias_"]))
+    _set(block.rnn.params["r"], kernel, q + "slstm_cell._recurrent_kernel_")
+    _set(block.rnn.params["b"], bias, q + "slstm_cell._bias_")
+    _set(block.group_norm.weight, state[q + "group_norm.weight"], q + "group_norm.weight")
+    if block.ffn is not None:
+        _set(block.ffn_norm.weight, state[p + "ffn_norm.weight"], p + "ffn_norm.weight")
+        _load_linear(block.ffn.proj_up, state, p + "ffn.proj_up")
+        _load_linear(block.ffn.proj_down, state, p + "ffn.proj_down")
+
+
+def load_official(module: MLSTMBlock | SLSTMBlock | XLSTMStack, state_dict: dict, prefix: str = "") -> None:
+    """Copies an official module's weights into `module`, in place: `state_dict` is the
+    `state_dict()` of an `mLSTMBlock`, an `sLSTMBlock` (backend "vanilla": the sLSTM cell's
+    `_recurrent_kernel_` [H, 4 dh, dh] and `_bias_` [4 w] in its internal layout) or an
+    `xLSTMBlockStack` (keys `blocks.<k>.` and `post_blocks_norm.weight`), as torch tensors or
+    arrays; `prefix` is prepended to every key. A block with an `input_proj` (input_size !=
+    width, which the official blocks have not) keeps its own."""
+    if isinstance(module, XLSTMStack):
+        for k, block in enumerate(module.blocks):
+            load_official(block, state_dict, f"{prefix}blocks.{k}.")
+        if module.post_blocks_norm is not None:
+            name = prefix + "post_blocks_norm.weight"
+            _set(module.post_blocks_norm.weight, state_dict[name], name)
+    elif isinstance(module, MLSTMBlock):
+        _load_mlstm(module, state_dict, prefix)
+    elif isinstance(module, SLSTMBlock):
+        _load_slstm(module, state_dict, prefix)
+    else:
+        raise TypeError(f"load_official takes an MLSTMBlock, SLSTMBlock or XLSTMStack, got {type(module).__name__}")

@@ -18,6 +18,7 @@ from gatedrnn import ScanOptions, build_rnn, flip_sequences
 from gatedrnn.cells.mlstm import MLSTM
 from gatedrnn.cells.slstm import SLSTM
 from gatedrnn.nn.blocks import BLOCKS, make_block
+from gatedrnn.nn.interop import load_official
 from gatedrnn.nn.xlstm import (
     GatedFeedForward,
     HeadwiseLinear,
@@ -26,7 +27,6 @@ from gatedrnn.nn.xlstm import (
     SLSTMBlock,
     XLSTMStack,
     _causal_conv,
-    load_official,
     slstm_positions,
     up_projection_size,
 )
