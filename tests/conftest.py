@@ -31,6 +31,6 @@ def mlstm_kernels_or_skip():
     Triton modules, as no Triton runs on a CPU), or a visible skip (CI fails on it)."""
     pytest.importorskip("mlstm_kernels", reason="MLSTM-KERNELS-MISSING: the mLSTM reference tests need "
                                                 "pip install -e '.[dev]'")
-    from gatedrnn.lab.benchmark.xlstm import load_mlstm_kernels
+    from gatedrnn.lab.benchmark.official import load_mlstm_kernels
 
     return load_mlstm_kernels()

@@ -15,7 +15,7 @@ ours and Flax agree with torch and times them all interleaved. The rooms:
   linear.py       the linear-cell suite (--suite=linear): each linear cell's parallel vs sequential mode,
                   recurrentgemma's RG-LRU and torch's GRU/LSTM, fwd+bwd tokens/s, memory, the issue's targets
   xlstm.py        the xLSTM suite (--suite=xlstm): the mLSTM's chunkwise, parallel and sequential forms vs NX-AI's
-                  native JAX kernels (`load_mlstm_kernels`), the sLSTM vs our LSTM, the official sLSTM and torch's
+                  native JAX kernels (`official.load_mlstm_kernels`), the sLSTM vs our LSTM, the official sLSTM and torch's
 """
 
 from gatedrnn.lab.benchmark.contestants import (
@@ -43,6 +43,7 @@ from gatedrnn.lab.benchmark.linear import (
     run_linear,
     run_linear_size,
 )
+from gatedrnn.lab.benchmark.official import load_mlstm_kernels
 from gatedrnn.lab.benchmark.report import (
     linear_table,
     machine_info,
@@ -78,7 +79,6 @@ from gatedrnn.lab.benchmark.xlstm import (
     MLSTM_SIZES,
     SLSTM_SIZES,
     MSize,
-    load_mlstm_kernels,
     run_mlstm_size,
     run_slstm_size,
     run_xlstm,

@@ -72,6 +72,7 @@ import numpy as np
 from gatedrnn.cells import CELLS
 from gatedrnn.lab.benchmark.contestants import jax_compile
 from gatedrnn.lab.benchmark.linear import Timed, _time_rounds, _train, _warm_torch, usable_cpus
+from gatedrnn.lab.benchmark.official import load_mlstm_kernels
 from gatedrnn.lab.benchmark.sizes import SIZES, Size
 from gatedrnn.lab.benchmark.timing import OutputMismatch
 from gatedrnn.scan import scan_cell
@@ -110,60 +111,6 @@ MLSTM_FORWARD_TOL = 1e-4  # max |row - reference| on outputs, relative to max(1,
 MLSTM_GRAD_TOL = 1e-3  # the same on the input gradients
 SLSTM_FORWARD_TOL, SLSTM_GRAD_TOL = 1e-4, 1e-3
 MODES = ("train", "forward")
-
-
-# ----------------------------------------------------------------------------- the official kernels
-
-
-class _StandIn:
-    """Any attribute, call or decoration: what mlstm_kernels' Triton modules touch at import time."""
-
-    def __getattr__(self, name):
-        return _StandIn()
-
-    def __call__(self, *args, **kwargs):
-        return args[0] if len(args) == 1 and callable(args[0]) and not kwargs else _StandIn()
-
-    def __getitem__(self, key):
-        return _StandIn()
-
-    def __iter__(self):
-        return iter(())
-
-
-def _stand_in_attribute(name: str):
-    if name.startswith("__"):  # no __file__, __path__, ...: inspect and importlib probe modules for them
-        raise AttributeError(name)
-    return _StandIn()
-
-
-def load_mlstm_kernels() -> types.SimpleNamespace:
-    """NX-AI's native JAX mLSTM kernels: (chunkwise, parallel, recurrent) as a namespace.
-
-    `mlstm_kernels.jax` imports its Triton kernels beside the native ones; no Triton runs on a CPU, so
-    stand-in `triton`, `triton.language` and `jax_triton` modules go into sys.modules first (only where
-    the real ones are absent; dunder attributes are missing on them, so that `inspect` and importers that
-    scan sys.modules, such as torch's, see ordinary modules). Only the native kernels are returned.
-    ImportError without mlstm_kernels.
-    """
-    import mlstm_kernels  # noqa: F401  (ImportError before any stand-in is installed)
-
-    for name in ("triton", "triton.language", "jax_triton"):
-        if name not in sys.modules:
-            try:
-                __import__(name)
-            except ImportError:
-                module = types.ModuleType(name)
-                module.__getattr__ = _stand_in_attribute
-                sys.modules[name] = module
-    sys.modules["triton"].language = sys.modules["triton.language"]
-    import mlstm_kernels.jax.chunkwise.native as chunkwise
-    import mlstm_kernels.jax.parallel.native as parallel
-    import mlstm_kernels.jax.recurrent.native_sequence as recurrent
-
-    return types.SimpleNamespace(chunkwise=chunkwise.mlstm_chunkwise__native_autograd,
-                                 parallel=parallel.mlstm_parallel__native_autograd,
-                                 recurrent=recurrent.mlstm_recurrent_sequence__native_fw)
 
 
 # ----------------------------------------------------------------------------- names
