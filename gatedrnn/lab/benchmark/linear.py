@@ -142,7 +142,7 @@ def _train(apply: Callable) -> Callable:
     return train
 
 
-def _jax_timed(name: str, apply: Callable, params: Any, x: jax.Array, g: jax.Array) -> tuple[Timed, tuple]:
+def jax_train_timed(name: str, apply: Callable, params: Any, x: jax.Array, g: jax.Array) -> tuple[Timed, tuple]:
     """Compiles the forward+backward of apply; runs it once; (Timed, (y, d x) as float32 numpy)."""
     compiled, compile_s, memory = jax_compile(_train(apply), params, x, g)
     t0 = time.perf_counter()
@@ -343,7 +343,7 @@ def run_linear_size(
             if over_budget(label):
                 continue
             log(label)
-            entry, outputs = _jax_timed(label, cell_apply(cell, mode, chunk, scan), params, x, g)
+            entry, outputs = jax_train_timed(label, cell_apply(cell, mode, chunk, scan), params, x, g)
             timed.append(entry)
             finite[label] = bool(np.isfinite(outputs[0]).all() and np.isfinite(outputs[1]).all())
             if reference is None:
@@ -361,7 +361,7 @@ def run_linear_size(
                     skipped[label] = f"skipped: {e}"
                     continue
                 log(label)
-                entry, outputs = _jax_timed(label, apply, params, x, g)
+                entry, outputs = jax_train_timed(label, apply, params, x, g)
                 timed.append(entry)
                 finite[label] = bool(np.isfinite(outputs[0]).all() and np.isfinite(outputs[1]).all())
                 if reference is not None:

@@ -71,7 +71,7 @@ import numpy as np
 
 from gatedrnn.cells import CELLS
 from gatedrnn.lab.benchmark.contestants import jax_compile
-from gatedrnn.lab.benchmark.linear import Timed, _time_rounds, _train, _warm_torch, usable_cpus
+from gatedrnn.lab.benchmark.linear import Timed, _time_rounds, _warm_torch, jax_train_timed, usable_cpus
 from gatedrnn.lab.benchmark.official import load_mlstm_kernels
 from gatedrnn.lab.benchmark.sizes import SIZES, Size
 from gatedrnn.lab.benchmark.timing import OutputMismatch
@@ -192,17 +192,6 @@ def official_apply(cell, kernel: Callable, **kwargs) -> Callable:
         return jnp.transpose(out, (0, 2, 1, 3)).reshape(b, t, h)
 
     return apply
-
-
-def jax_train_timed(name: str, apply: Callable, params: Any, x: jax.Array, g: jax.Array) -> tuple[Timed, tuple]:
-    """Compiles the fwd+bwd of apply and runs it once: (Timed, (y, d x) as float32 numpy)."""
-    compiled, compile_s, memory = jax_compile(_train(apply), params, x, g)
-    t0 = time.perf_counter()
-    y, _, d_x = jax.block_until_ready(compiled(params, x, g))
-    first_s = time.perf_counter() - t0
-    memory_bytes = memory["temp"] + memory["output"] if memory else None
-    timed = Timed(name, lambda: jax.block_until_ready(compiled(params, x, g)), compile_s, memory_bytes, "xla", first_s)
-    return timed, (np.asarray(y, np.float32), np.asarray(d_x, np.float32))
 
 
 def jax_forward_timed(name: str, apply: Callable, params: Any, x: jax.Array) -> Timed:
