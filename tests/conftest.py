@@ -27,7 +27,7 @@ def xlstm_or_skip():
 
 
 def mlstm_kernels_or_skip():
-    """NX-AI's `mlstm_kernels.jax` native kernels (`gatedrnn.lab.benchmark.xlstm.load_mlstm_kernels`: stand-in
+    """NX-AI's `mlstm_kernels.jax` native kernels (`gatedrnn.lab.benchmark.official.load_mlstm_kernels`: stand-in
     Triton modules, as no Triton runs on a CPU), or a visible skip (CI fails on it)."""
     pytest.importorskip("mlstm_kernels", reason="MLSTM-KERNELS-MISSING: the mLSTM reference tests need "
                                                 "pip install -e '.[dev]'")

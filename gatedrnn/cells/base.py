@@ -98,6 +98,11 @@ def uniform(key: jax.Array, shape: tuple[int, ...], scale: float, dtype) -> jax.
     return jax.random.uniform(key, shape, dtype, -scale, scale)
 
 
+def small_init_std(dim: int) -> float:
+    """sqrt(2 / (5 dim)): the std of xLSTM's official `small_init_init_` (Nguyen & Salazar 2019)."""
+    return math.sqrt(2 / (5 * dim))
+
+
 def expand(v: jax.Array, like: jax.Array) -> jax.Array:
     """v [...] with leading singleton axes up to like's rank and like's dtype (explicit broadcasting)."""
     return v.astype(like.dtype).reshape((1,) * (like.ndim - v.ndim) + v.shape)

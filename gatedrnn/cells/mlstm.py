@@ -25,13 +25,12 @@ Linear(cat(q, k, v)) -> [H], and there is no output gate.
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from gatedrnn.cells.base import MatrixMemoryCell, MemoryCarry, MemoryInputs, Params, expand
+from gatedrnn.cells.base import MatrixMemoryCell, MemoryCarry, MemoryInputs, Params, expand, small_init_std
 from gatedrnn.validation import ConfigError, check_choice, check_positive
 
 MLSTMCarry = MemoryCarry  # (c [*b, H, dk, dv], n [*b, H, dk], m [*b, H])
@@ -53,7 +52,7 @@ class MLSTMProjected(NamedTuple):
 
 def small_init(key: jax.Array, shape: tuple[int, ...], dim: int, dtype) -> jax.Array:
     """N(0, 2 / (5 dim)): the official `small_init_init_` (Nguyen & Salazar 2019)."""
-    return math.sqrt(2 / (5 * dim)) * jax.random.normal(key, shape, dtype)
+    return small_init_std(dim) * jax.random.normal(key, shape, dtype)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -44,13 +44,12 @@ features j*k..(j+1)*k of each gate's [h] slab and of h.
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from gatedrnn.cells.base import Cell, Params, accumulation_dtype, gate_matmul
+from gatedrnn.cells.base import Cell, Params, accumulation_dtype, gate_matmul, small_init_std
 from gatedrnn.validation import ConfigError, check_choice, check_positive
 
 FORGET_GATES = ("sigmoid", "exp")
@@ -144,7 +143,7 @@ class SLSTM(Cell):
         n, k = self.num_heads, self.head_size
         params = {"r": jnp.zeros((n, k, 4, k), dtype)}
         if self.inputs == "dense":
-            std = math.sqrt(2 / (5 * self.input_size))
+            std = small_init_std(self.input_size)
             params["w"] = std * jax.random.normal(key, (self.input_size, 4, self.hidden_size), dtype)
         if self.bias:
             ramp = powerlaw_forget_bias(k, self.block_index, self.num_blocks)

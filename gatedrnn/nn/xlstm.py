@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from gatedrnn.cells.base import Cell, accumulation_dtype
+from gatedrnn.cells.base import Cell, accumulation_dtype, small_init_std
 from gatedrnn.cells.mlstm import MLSTM
 from gatedrnn.losses import sequence_mask
 from gatedrnn.nn.blocks import BLOCKS, Block, Conv1D, _block_scan, _input_projection
@@ -57,7 +57,7 @@ def _slstm_class():
 
 def small_init(dim: int):
     """N(0, 2 / (5 dim)): the official `small_init_init_` (Nguyen & Salazar 2019)."""
-    return nnx.initializers.normal(math.sqrt(2 / (5 * dim)))
+    return nnx.initializers.normal(small_init_std(dim))
 
 
 def wang_init(dim: int, num_blocks: int):
